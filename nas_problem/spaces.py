@@ -84,6 +84,12 @@ class DartsSpace:
     def random_x(self, random_state: np.random.Generator) -> np.ndarray:
         return np.concatenate([self.random_block(b, random_state) for b in range(self.n_blocks)])
 
+    def smallest_genotype(self) -> Genotype:
+        """An architecture with the fewest parameters: parameter-free operations everywhere."""
+        op = NONE_OP if self.include_none else "max_pool_3x3"
+        pairs = [(op, i) for node in range(N_NODES) for i in (0, 1)]
+        return Genotype(normal=pairs, reduce=pairs)
+
     def canonical_key(self, x) -> str:
         return self.decode(x).key()
 

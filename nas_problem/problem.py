@@ -1,0 +1,161 @@
+"""RobustNASProblem: the pymoo Problem of a training-free robust architecture search (DESIGN §4)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+
+import numpy as np
+import torch
+from pymoo.core.problem import Problem
+
+from .archive import Archive
+from .genotype import Genotype
+from .networks import count_flops, count_params
+from .spaces import get_space
+
+# a flagged architecture (non-finite proxy value) gets an inverse score worse than any valid one:
+# R-Score lies in [1, 1000], so 1 / R-Score lies in [0.001, 1]
+FLAGGED_INVERSE_SCORE = 2.0
+
+
+class BudgetError(ValueError):
+    """A parameter budget no architecture of the space can meet."""
+
+
+def resolve_device(device) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class RobustNASProblem(Problem):
+    """Minimise ``[1 / R-Score, Params]`` over a search space, Params in millions of parameters
+    of the evaluation network.
+
+    The budget ``max_params`` is kept by the operators (``operators.default_operators``), so
+    algorithms without constraint handling work unchanged; ``expose_constraint=True`` also
+    reports it as ``G = Params - max_params``. Scores are normalised with a calibration sample
+    of ``n_calibration`` random architectures drawn once (seeded), so an architecture's score
+    does not depend on the population it sits in. Every evaluation goes to ``archive`` (a path
+    or an :class:`Archive`), which doubles as a cache.
+    """
+
+    def __init__(self, space="darts", dataset="digits", proxy="rscore", preset="reference", max_params=6.0,
+                 device="auto", seed=0, data_path=None, root=None, download=False, n_calibration=64,
+                 batch_seed=None, archive=None, expose_constraint=False, include_none=False,
+                 proxy_kwargs=None, evaluator=None, dataset_object=None):
+        # imported here, not at module level: evaluation builds its networks from nas_problem
+        from evaluation.datasets import load_dataset, proxy_batch
+        from evaluation.evaluators import InProcessEvaluator
+        from evaluation.registry import get_proxy
+
+        self.space = get_space(space, include_none=include_none) if isinstance(space, str) else space
+        self.max_params = None if max_params is None else float(max_params)
+        self.seed = int(seed)
+        self.device = resolve_device(device)
+        self.n_calibration = int(n_calibration)
+        self._check_budget()
+        self.dataset = dataset_object or load_dataset(dataset, root=root, download=download, data_path=data_path)
+        knobs = dict(proxy_kwargs or {})
+        if preset is not None:
+            knobs.setdefault("preset", preset)
+        self.proxy = get_proxy(proxy, **knobs, device=self.device, num_classes=self.dataset.num_classes,
+                               mean=self.dataset.mean, std=self.dataset.std)
+        images, labels = proxy_batch(self.dataset, self.proxy.config.get("n_images", 16), seed=batch_seed)
+        self.evaluator = evaluator or InProcessEvaluator(self.proxy, images, labels)
+        identity = {"proxy": self.proxy.name, "config": self.proxy.config, "dataset": self.dataset.name,
+                    "batch_seed": batch_seed, "seed": self.seed, "space": self.space.name}
+        self.proxy_id = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        self.archive = archive if isinstance(archive, Archive) else Archive(archive)
+        self.calibration = None
+        self.n_scored = 0
+        self.n_reused = 0
+        super().__init__(n_var=self.space.n_var, n_obj=2, n_ieq_constr=1 if expose_constraint else 0,
+                         xl=self.space.xl, xu=self.space.xu, vtype=int)
+
+    # ----- the budget -----
+    def params_of(self, x) -> float:
+        return count_params(self.space.decode(x), num_classes=self._num_classes())
+
+    def _num_classes(self):
+        return self.dataset.num_classes if hasattr(self, "dataset") else 10
+
+    def _check_budget(self):
+        if self.max_params is None:
+            return
+        smallest = self.space.smallest_genotype()
+        floor = count_params(smallest)
+        if self.max_params < floor:
+            raise BudgetError(f"max_params={self.max_params:g} M is below the smallest architecture of the "
+                              f"{self.space.name} space ({floor:.3f} M)")
+
+    def within_budget(self, x) -> bool:
+        return self.max_params is None or self.params_of(x) <= self.max_params
+
+    # ----- scoring -----
+    def architecture_seed(self, key: str) -> int:
+        """Each architecture's proxy randomness depends on the search seed and the architecture
+        alone, so scores do not depend on evaluation order, batching or workers."""
+        return (self.seed * 1_000_003 + zlib.crc32(key.encode())) % (2 ** 31)
+
+    def score_genotypes(self, genotypes: list[Genotype], role="search") -> list[dict]:
+        """Archive records for ``genotypes``, scoring only those the archive does not hold."""
+        keys = [g.key() for g in genotypes]
+        missing = {}
+        for genotype, key in zip(genotypes, keys):
+            if self.archive.get(self.proxy_id, key) is None and key not in missing:
+                missing[key] = genotype
+        self.n_reused += sum(1 for key in keys if key not in missing)
+        if missing:
+            jobs = [(g, self.architecture_seed(k)) for k, g in missing.items()]
+            results = self.evaluator(jobs)
+            records = []
+            for (key, genotype), (components, seconds) in zip(missing.items(), results):
+                records.append({
+                    "key": key, "genotype": str(genotype), "x": self.space.encode(genotype).tolist(),
+                    "proxy": self.proxy.name, "proxy_id": self.proxy_id, "components": components,
+                    "valid": bool(self.proxy.is_valid(components)),
+                    "params": count_params(genotype, num_classes=self._num_classes()),
+                    "flops": count_flops(genotype, num_classes=self._num_classes()),
+                    "seconds": seconds, "device": str(self.device), "role": role})
+            self.archive.add(records)
+            self.n_scored += len(records)
+        return [self.archive.get(self.proxy_id, key) for key in keys]
+
+    def calibrate(self):
+        """Draw the calibration sample (seeded, within the budget) and fix the normalisation."""
+        if self.calibration is not None or self.n_calibration <= 0:
+            return self.calibration
+        rng = np.random.default_rng([self.seed, 0xCA11B])
+        genotypes = []
+        while len(genotypes) < self.n_calibration:
+            x = self.space.random_x(rng)
+            if self.within_budget(x):
+                genotypes.append(self.space.decode(x))
+        records = self.score_genotypes(genotypes, role="calibration")
+        self.calibration = self.proxy.calibrate([r["components"] for r in records])
+        return self.calibration
+
+    def r_score(self, record: dict) -> float:
+        return float(self.proxy.score(record["components"], self.calibration)) if record["valid"] else float("nan")
+
+    def _evaluate(self, X, out, *args, **kwargs):
+        self.calibrate()
+        genotypes = [self.space.decode(x) for x in X]
+        records = self.score_genotypes(genotypes)
+        scores = np.array([self.r_score(r) for r in records])
+        params = np.array([r["params"] for r in records])
+        flagged = ~np.isfinite(scores) | (scores <= 0)
+        inverse = np.where(flagged, FLAGGED_INVERSE_SCORE, 1.0 / np.where(flagged, 1.0, scores))
+        # a flagged architecture must not sit on the front by being small: it also gets the worst size
+        worst_params = 2 * (self.max_params or params.max(initial=1.0))
+        out["F"] = np.column_stack([inverse, np.where(flagged, worst_params, params)])
+        if self.n_ieq_constr:
+            out["G"] = (params - (self.max_params if self.max_params is not None else np.inf)).reshape(-1, 1)
+
+    def decode(self, x) -> Genotype:
+        return self.space.decode(x)
+
+    def encode(self, genotype: Genotype) -> np.ndarray:
+        return self.space.encode(genotype)
