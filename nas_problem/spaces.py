@@ -85,7 +85,9 @@ class DartsSpace:
         return np.concatenate([self.random_block(b, random_state) for b in range(self.n_blocks)])
 
     def smallest_genotype(self) -> Genotype:
-        """An architecture with the fewest parameters: parameter-free operations everywhere."""
+        """An architecture with the fewest parameters: parameters add up over edges and the
+        parameter-free operations (pooling; ``none`` when on) cost nothing whichever state they
+        read, so parameter-free operations everywhere is the minimum, not just a bound."""
         op = NONE_OP if self.include_none else "max_pool_3x3"
         pairs = [(op, i) for node in range(N_NODES) for i in (0, 1)]
         return Genotype(normal=pairs, reduce=pairs)

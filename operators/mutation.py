@@ -1,0 +1,69 @@
+"""Node-block mutation: redraw one input or operation of a node (DESIGN §7)."""
+from __future__ import annotations
+
+import numpy as np
+from pymoo.core.mutation import Mutation
+
+from .sampling import fits_budget, genes_per_block
+
+INPUT_GENES = (0, 2)  # a block is (input_a, op_a, input_b, op_b)
+
+
+def mutate_one_gene(space, x: np.ndarray, block: int, random_state: np.random.Generator) -> None:
+    """Give one gene of ``block`` in ``x`` (in place) a new value that keeps the block valid.
+
+    Only genes that have another valid value are candidates: the inputs of node 0 can only be
+    the two cell inputs in some order, so there an operation always changes. A single changed
+    gene never yields the same architecture (an edge swap needs two), so every mutation is real."""
+    width = genes_per_block(space)
+    start = block * width
+    genes = x[start:start + width]
+    options = []
+    for j in range(width):
+        values = np.arange(space.xl[start + j], space.xu[start + j] + 1)
+        if j in INPUT_GENES:
+            other_input = genes[2 - j]
+            values = values[(values != genes[j]) & (values != other_input)]
+        else:
+            values = values[values != genes[j]]
+        if len(values):
+            options.append((j, values))
+    j, values = options[random_state.integers(len(options))]
+    x[start + j] = random_state.choice(values)
+
+
+class NodeMutation(Mutation):
+    """Each node block mutates with probability ``block_prob`` (default 1 / number of blocks,
+    i.e. 1/8 in DARTS), changing exactly one of its four genes (``mutate_one_gene``).
+
+    Which blocks mutate is decided once per individual; when the result is over the budget
+    only the new gene values are redrawn, up to ``max_tries`` times, and after that the
+    individual stays unmutated. pymoo's per-individual ``prob`` stays 1 so that the block
+    probability alone sets the rate."""
+
+    def __init__(self, block_prob: float | None = None, max_tries: int = 10, **kwargs):
+        super().__init__(prob=1.0, **kwargs)
+        if block_prob is not None and not 0.0 <= block_prob <= 1.0:
+            raise ValueError(f"block_prob must lie in [0, 1], got {block_prob}")
+        if max_tries < 1:
+            raise ValueError(f"max_tries must be at least 1, got {max_tries}")
+        self.block_prob = block_prob
+        self.max_tries = max_tries
+
+    def _do(self, problem, X, *args, random_state=None, **kwargs):
+        space = problem.space
+        X = np.rint(X).astype(int)
+        p = 1.0 / space.n_blocks if self.block_prob is None else self.block_prob
+        Xp = X.copy()
+        for i, x in enumerate(X):
+            blocks = np.flatnonzero(random_state.random(space.n_blocks) < p)
+            if len(blocks) == 0:
+                continue
+            for _ in range(self.max_tries):
+                y = x.copy()
+                for block in blocks:
+                    mutate_one_gene(space, y, block, random_state)
+                if fits_budget(problem, y):
+                    Xp[i] = y
+                    break
+        return Xp
