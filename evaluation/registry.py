@@ -1,0 +1,115 @@
+"""The proxy registry: a proxy is a factory registered under a name.
+
+Adding a proxy takes one new module that decorates its factory with ``@proxy("name")``
+and one import line in ``evaluation/__init__.py``; nothing else names it.
+
+``get_proxy("rscore:paper", device="cpu")`` is ``get_proxy("rscore", preset="paper",
+device="cpu")``. A factory's keyword arguments are its knobs; an unknown name or knob is a
+:class:`ProxyError` naming the available ones.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Callable
+
+import torch
+
+
+class ProxyError(ValueError):
+    """An unknown proxy name, an unknown knob or a bad knob value."""
+
+
+_FACTORIES: dict = {}
+
+
+def proxy(name: str) -> Callable:
+    """Register ``factory(**knobs) -> Proxy`` under ``name``."""
+    if not name or ":" in name:
+        raise ProxyError(f"proxy names may not be empty or contain ':', got {name!r}")
+
+    def register(factory: Callable) -> Callable:
+        if name in _FACTORIES and _FACTORIES[name] is not factory:
+            raise ProxyError(f"proxy {name!r} is registered twice")
+        _FACTORIES[name] = factory
+        return factory
+
+    return register
+
+
+def available_proxies() -> list:
+    return sorted(_FACTORIES)
+
+
+def knobs_of(name: str) -> list:
+    """The keyword arguments the factory of ``name`` accepts."""
+    factory = _factory(name)
+    return sorted(p.name for p in inspect.signature(factory).parameters.values()
+                  if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _factory(name: str) -> Callable:
+    try:
+        return _FACTORIES[name]
+    except KeyError:
+        raise ProxyError(f"unknown proxy {name!r} (available: {', '.join(available_proxies()) or 'none'})") from None
+
+
+def get_proxy(name: str, **knobs) -> "Proxy":
+    base, _, preset = str(name).partition(":")
+    factory = _factory(base)
+    if preset:
+        if knobs.get("preset", preset) != preset:
+            raise ProxyError(f"{name!r} names preset {preset!r}, but preset={knobs['preset']!r} was also given")
+        knobs["preset"] = preset
+    parameters = inspect.signature(factory).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        allowed = knobs_of(base)
+        unknown = sorted(set(knobs) - set(allowed))
+        if unknown:
+            raise ProxyError(f"unknown knob{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for proxy "
+                             f"{base!r} (available: {', '.join(allowed)})")
+    return factory(**knobs)
+
+
+def resolve_device(device) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when there is one, else the CPU."""
+    if device is None or (isinstance(device, str) and device.lower() == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ProxyError(f"bad device {device!r}: {error}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ProxyError(f"device {device!r} requested, but torch sees no CUDA device (use device=auto or cpu)")
+    return resolved
+
+
+class Proxy:
+    """What the search needs from a proxy. Subclasses set ``name`` and ``config`` and
+    implement ``measure``; the others have sensible defaults."""
+
+    name: str = ""
+    direction: int = +1
+    config: dict
+
+    def measure(self, genotype, images, labels, seed: int) -> dict:
+        raise NotImplementedError
+
+    def is_valid(self, components: dict) -> bool:
+        """Every component present, finite and positive."""
+        try:
+            values = [float(v) for v in components.values()]
+        except (TypeError, ValueError, AttributeError):
+            return False
+        return bool(values) and all(math.isfinite(v) and v > 0 for v in values)
+
+    def calibrate(self, components_list) -> dict | None:
+        return None
+
+    def score(self, components: dict, calibration=None) -> float:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        knobs = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({knobs})"

@@ -1,0 +1,88 @@
+import json
+
+import pytest
+
+from evaluation import ProxyError, available_proxies, get_proxy, proxy
+from evaluation import registry
+from evaluation.rscore import PRESETS
+
+
+def test_rscore_is_registered():
+    assert "rscore" in available_proxies()
+    assert available_proxies() == sorted(available_proxies())
+
+
+def test_preset_suffix_sets_the_preset_and_its_knobs():
+    scorer = get_proxy("rscore:paper", device="cpu")
+    assert scorer.config["preset"] == "paper"
+    for knob, value in PRESETS["paper"].items():
+        assert scorer.config[knob] == value
+    assert scorer.config == get_proxy("rscore", preset="paper", device="cpu").config
+    assert get_proxy("rscore", device="cpu").config["preset"] == "reference"
+
+
+def test_explicit_knob_overrides_the_preset_and_config_is_json():
+    scorer = get_proxy("rscore:reference", device="cpu", psi_inits=4, similarity="cosine", num_classes=7)
+    assert scorer.config["psi_inits"] == 4
+    assert scorer.config["similarity"] == "cosine"
+    assert scorer.config["num_classes"] == 7
+    assert scorer.direction == +1 and scorer.name == "rscore"
+    json.loads(json.dumps(scorer.config))
+
+
+def test_unknown_name_lists_available():
+    with pytest.raises(ProxyError, match="unknown proxy 'nope'.*rscore"):
+        get_proxy("nope")
+    assert issubclass(ProxyError, ValueError)
+
+
+def test_unknown_knob_lists_available():
+    with pytest.raises(ProxyError, match="unknown knob colour for proxy 'rscore'.*psi_inits"):
+        get_proxy("rscore", colour="red")
+
+
+@pytest.mark.parametrize("name, knobs", [
+    ("rscore:bogus", {}),
+    ("rscore:paper", {"preset": "reference"}),
+    ("rscore", {"similarity": "l2"}),
+    ("rscore", {"network": "huge"}),
+    ("rscore", {"psi_inits": 0}),
+    ("rscore", {"n_images": 2.5}),
+    ("rscore", {"beta": "big"}),
+    ("rscore", {"epsilon": -1.0}),
+    ("rscore", {"std": (0.2, 0.0, 0.2)}),
+    ("rscore", {"num_classes": 1}),
+    ("rscore", {"device": "tpu"}),
+])
+def test_bad_knob_values_raise_proxy_error(name, knobs):
+    with pytest.raises(ProxyError):
+        get_proxy(name, **{"device": "cpu", **knobs})
+
+
+def test_a_new_proxy_needs_only_a_decorated_factory(monkeypatch):
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+
+    class Constant(registry.Proxy):
+        name = "constant"
+
+        def __init__(self, value=1.0):
+            self.config = {"value": value}
+
+        def measure(self, genotype, images, labels, seed):
+            return {"value": self.config["value"]}
+
+        def score(self, components, calibration=None):
+            return components["value"] if self.is_valid(components) else float("nan")
+
+    @proxy("constant")
+    def make_constant(value: float = 1.0):
+        return Constant(value)
+
+    assert "constant" in available_proxies()
+    scorer = get_proxy("constant", value=3.0)
+    assert scorer.score(scorer.measure(None, None, None, 0)) == 3.0
+    assert not scorer.is_valid({"value": float("inf")})
+    with pytest.raises(ProxyError, match="unknown knob"):
+        get_proxy("constant", preset="x")
+    with pytest.raises(ProxyError, match="registered twice"):
+        proxy("constant")(lambda: None)

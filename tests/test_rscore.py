@@ -1,0 +1,344 @@
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from evaluation import ProxyError, get_proxy, load_dataset, proxy_batch
+from evaluation.rscore import (default_init, gaussian_inits, normalise_over_set, phi, psi, use_shift_pools)
+from nas_problem import Genotype, build_proxy_network, load_genotypes
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+GENOTYPES = SHARED / "data" / "published_genotypes.json"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_conv_net():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Conv2d(4, 2, 1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(2 * 4 * 4, 5), nn.ReLU(),  # a 2-D ReLU: not counted
+            nn.Linear(5, 3))
+
+
+def images(n, seed=0, size=8):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+# ---------------------------------------------------------------- Ψ
+def slow_psi(network, x, weights):
+    """The obvious way: per initialisation, a Python set of the B-tuples of every neuron."""
+    inits = next(iter(weights.values())).shape[0]
+    counts = []
+    for k in range(inits):
+        net = copy.deepcopy(network).train()
+        with torch.no_grad():
+            for name, parameter in net.named_parameters():
+                parameter.copy_(weights[name][k])
+        patterns = set()
+
+        def hook(module, inputs, output):
+            if output.dim() == 4:
+                bits = (output > 0).flatten(1).t()
+                patterns.update(tuple(row) for row in bits.tolist())
+
+        for module in net.modules():
+            if isinstance(module, nn.ReLU):
+                module.register_forward_hook(hook)
+        with torch.no_grad():
+            net(x)
+        counts.append(len(patterns))
+    return sum(counts) / inits
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("batch", [6, 30, 70])  # presence table; one packed int64; two int64 words
+def test_psi_matches_a_set_of_tuples(seed, batch):
+    net = tiny_conv_net()
+    x = images(batch, seed=seed)
+    expected = slow_psi(net, x, gaussian_inits(net, 3, torch.Generator().manual_seed(seed)))
+    assert psi(net, x, 3, torch.Generator().manual_seed(seed)) == expected
+    assert psi(net, x, 3, torch.Generator().manual_seed(seed), chunk=1) == expected
+
+
+def test_psi_with_batchnorm_matches_and_leaves_the_network_alone():
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                            nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
+    net.eval()
+    before = copy.deepcopy(net.state_dict())
+    x = images(8, seed=5)
+    expected = slow_psi(net, x, gaussian_inits(net, 4, torch.Generator().manual_seed(9)))
+    assert psi(net, x, 4, torch.Generator().manual_seed(9)) == expected
+    assert not net.training
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_gaussian_inits_follow_the_design():
+    net = tiny_conv_net()
+    weights = gaussian_inits(net, 5, torch.Generator().manual_seed(0))
+    assert weights["0.weight"].shape == (5, 4, 3, 3, 3)
+    assert torch.count_nonzero(weights["0.bias"]) == 0
+    assert not torch.equal(weights["0.weight"][0], weights["0.weight"][1])
+    drawn = torch.cat([w.flatten() for n, w in weights.items() if n.endswith("weight")])
+    assert abs(float(drawn.mean())) < 0.1 and abs(float(drawn.std()) - 1.0) < 0.1
+
+
+def test_psi_invariances():
+    net = tiny_conv_net()
+    x = images(10, seed=3)
+    reference = psi(net, x, 4, torch.Generator().manual_seed(7))
+    permuted = psi(net, x[torch.randperm(10, generator=torch.Generator().manual_seed(1))], 4,
+                   torch.Generator().manual_seed(7))
+    doubled = psi(net, torch.cat([x, x]), 4, torch.Generator().manual_seed(7))
+    assert permuted == reference and doubled == reference
+    same = psi(net, x[:1].expand(10, -1, -1, -1), 4, torch.Generator().manual_seed(7))
+    assert 1.0 <= same <= 2.0  # every neuron is all-on or all-off
+    assert psi(net, x, 4, torch.Generator().manual_seed(8)) != reference
+
+
+def pool_genotype():
+    return Genotype(normal=[("max_pool_3x3", 0), ("avg_pool_3x3", 1)] * 4,
+                    reduce=[("max_pool_3x3", 0), ("avg_pool_3x3", 1)] * 4)
+
+
+def test_shift_pools_compute_the_same_network():
+    net = build_proxy_network(pool_genotype(), "reference")
+    fast = use_shift_pools(copy.deepcopy(net))
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in fast.modules())
+    x = images(2, size=32)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), net(x), rtol=1e-4, atol=1e-6)
+    pool = nn.MaxPool2d(3, stride=2, padding=1)
+    y = torch.randn(2, 3, 9, 9)
+    assert torch.equal(use_shift_pools(nn.Sequential(pool))(y), pool(y))
+    for include in (True, False):
+        pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=include)
+        assert torch.allclose(use_shift_pools(nn.Sequential(pool))(y), pool(y), atol=1e-6)
+    odd = nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True)
+    assert isinstance(use_shift_pools(nn.Sequential(odd))[0], nn.MaxPool2d)
+
+
+# ---------------------------------------------------------------- Φ
+W1 = [[0.5, -0.3, 0.8], [-0.6, 0.4, 0.2], [0.3, 0.9, -0.5], [-0.2, -0.7, 0.6]]
+B1 = [0.1, -0.15, 0.05, 0.02]
+W2 = [[0.7, -0.4, 0.2, 0.5], [-0.3, 0.6, -0.8, 0.1], [0.4, 0.2, 0.3, -0.6]]
+B2 = [0.0, 0.1, -0.1]
+X = [[0.2, 0.7, 0.5], [1.0, 0.1, 0.0], [0.4, 0.4, 0.9], [0.0, 1.0, 0.3]]  # 0s and 1s: the clamp bites
+Y = [0, 2, 1, 1]
+
+
+def two_layer_net():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3))
+    with torch.no_grad():
+        for parameter, value in zip(net.parameters(), (W1, B1, W2, B2)):
+            parameter.copy_(torch.tensor(value))
+    return net
+
+
+def by_hand(beta, epsilon, gamma, similarity, clamp):
+    """Φ of the two-layer network with forward, backward and FGSM written out."""
+    t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    theta = [t(W1), t(B1), t(W2), t(B2)]
+    x, y = t(X), torch.tensor(Y)
+    onehot = torch.eye(3, dtype=torch.float64)[y]
+
+    def forward(params, inputs):
+        w1, b1, w2, b2 = params
+        z1 = inputs @ w1.T + b1
+        h = z1.clamp(min=0)
+        return z1, h, h @ w2.T + b2
+
+    def backward(params, inputs):
+        w1, b1, w2, b2 = params
+        z1, h, z2 = forward(params, inputs)
+        p = torch.exp(z2 - z2.max(1, keepdim=True).values)
+        p = p / p.sum(1, keepdim=True)
+        d2 = (p - onehot) / len(inputs)  # mean cross-entropy
+        d1 = (d2 @ w2) * (z1 > 0)
+        return [d1.T @ inputs, d1.sum(0), d2.T @ h, d2.sum(0)], d1 @ w1
+
+    def sim(a, b):
+        a, b = a.flatten(), b.flatten()
+        if similarity == "cosine":
+            return 1 + (a @ b) / (a.norm() * b.norm())
+        p, q = torch.exp(a) / torch.exp(a).sum(), torch.exp(b) / torch.exp(b).sum()
+        m = (p + q) / 2
+        js = 0.5 * (p * torch.log(p / m)).sum() + 0.5 * (q * torch.log(q / m)).sum()
+        return 1 / (1 + js)
+
+    g, _ = backward(theta, x)
+    robust = [th + beta * gr / gr.norm() * th.norm() for th, gr in zip(theta, g)]
+    _, dx = backward(robust, x)
+    x_adv = x + epsilon * torch.sign(dx)
+    if clamp:
+        x_adv = x_adv.clamp(0, 1)
+    g_r, _ = backward(robust, x_adv)
+    theta_1 = [th - gamma * gr for th, gr in zip(theta, g)]
+    robust_1 = [th - gamma * gr for th, gr in zip(robust, g_r)]
+    z1, _, z2 = forward(theta, x)
+    z1_r, _, z2_r = forward(robust, x_adv)
+    return float(sim(z1, z1_r) * sim(theta_1[0], robust_1[0]) + sim(z2, z2_r) * sim(theta_1[2], robust_1[2]))
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "js"])
+@pytest.mark.parametrize("clamp", [True, False])
+def test_phi_matches_the_hand_computation(similarity, clamp):
+    knobs = dict(beta=0.5, epsilon=0.1, gamma=0.5)
+    net = two_layer_net()
+    value = phi(net, torch.tensor(X), torch.tensor(Y), similarity=similarity, generator=None,
+                input_range=(0.0, 1.0) if clamp else None, **knobs)
+    assert value == pytest.approx(by_hand(similarity=similarity, clamp=clamp, **knobs), rel=1e-5)
+    for parameter, original in zip(net.parameters(), (W1, B1, W2, B2)):
+        assert torch.equal(parameter.detach(), torch.tensor(original))  # left as it was
+
+
+def test_phi_clamp_makes_a_difference_here():
+    knobs = dict(beta=0.5, epsilon=0.1, gamma=0.5, similarity="cosine")
+    assert by_hand(clamp=True, **knobs) != pytest.approx(by_hand(clamp=False, **knobs), rel=1e-6)
+
+
+@pytest.mark.parametrize("similarity, per_layer", [("cosine", 2.0 * 2.0), ("js", 1.0)])
+def test_phi_without_perturbation_counts_the_layers(similarity, per_layer):
+    net = build_proxy_network(load_genotypes_or_default(), "reference")
+    layers = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in net.modules())
+    x = images(4, size=32)
+    value = phi(net, x, torch.tensor([0, 1, 2, 3]), beta=0.0, epsilon=0.0, gamma=0.0, similarity=similarity,
+                generator=torch.Generator().manual_seed(0), input_range=None)
+    assert value == pytest.approx(layers * per_layer, rel=1e-4)
+
+
+def test_default_init_is_pytorch_default_from_the_seed():
+    with torch.random.fork_rng():
+        torch.manual_seed(11)
+        expected = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+    net = copy.deepcopy(expected)
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.fill_(0.123)
+    values = default_init(net, torch.Generator().manual_seed(11))
+    for name, parameter in expected.named_parameters():
+        assert torch.equal(values[name], parameter.detach()), name
+
+
+def test_phi_passes_nan_through_without_raising():
+    net = two_layer_net()
+    with torch.no_grad():
+        net[0].weight[0, 0] = float("nan")
+    value = phi(net, torch.tensor(X), torch.tensor(Y), beta=0.5, epsilon=0.1, gamma=0.5, similarity="cosine")
+    assert math.isnan(value)
+
+
+# ---------------------------------------------------------------- scores
+def test_normalisation_by_hand():
+    components = [{"psi": math.e ** 1, "phi": math.e ** 0.5},
+                  {"psi": math.e ** 2, "phi": math.e ** 1.0},
+                  {"psi": math.e ** 3, "phi": math.e ** 1.5}]
+    scorer = get_proxy("rscore", device="cpu")
+    calibration = scorer.calibrate(components)
+    assert calibration["log_psi"] == pytest.approx([1, 3]) and calibration["log_phi"] == pytest.approx([0.5, 1.5])
+    expected = [1.0 * 1.0, math.sqrt(50.5) * 50.5, 10.0 * 100.0]
+    assert [scorer.score(c, calibration) for c in components] == pytest.approx(expected)
+    assert normalise_over_set(components) == pytest.approx(expected)
+    # outside the calibration range: clipped to [1, 100]
+    assert scorer.score({"psi": math.e ** 9, "phi": math.e ** -4}, calibration) == pytest.approx(10.0 * 1.0)
+    # no calibration: the raw product
+    assert scorer.score({"psi": 16.0, "phi": 3.0}, None) == pytest.approx(12.0)
+    # one distinct calibration value: a step with the value itself at the midpoint
+    flat = scorer.calibrate(components[:1])
+    assert scorer.score(components[0], flat) == pytest.approx(math.sqrt(50.5) * 50.5)
+    assert scorer.score(components[2], flat) == pytest.approx(10.0 * 100.0)
+
+
+@pytest.mark.parametrize("bad", [{"psi": float("nan"), "phi": 2.0}, {"psi": 5.0, "phi": float("inf")},
+                                 {"psi": 0.0, "phi": 2.0}, {"psi": 5.0, "phi": -1.0}, {"psi": 5.0}])
+def test_non_finite_or_non_positive_is_flagged_and_ignored(bad):
+    scorer = get_proxy("rscore", device="cpu")
+    good = [{"psi": 10.0, "phi": 2.0}, {"psi": 1000.0, "phi": 8.0}]
+    assert not scorer.is_valid(bad)
+    assert math.isnan(scorer.score(bad, None))
+    assert math.isnan(scorer.score(bad, scorer.calibrate(good)))
+    assert scorer.calibrate(good + [bad]) == scorer.calibrate(good)
+    assert scorer.calibrate([bad]) is None
+    assert all(scorer.is_valid(c) for c in good)
+    assert math.isnan(normalise_over_set(good + [bad])[-1])
+
+
+def test_malformed_calibration_is_a_proxy_error():
+    scorer = get_proxy("rscore", device="cpu")
+    with pytest.raises(ProxyError):
+        scorer.score({"psi": 4.0, "phi": 1.0}, {"log_psi": [2.0, 1.0], "log_phi": [0.0, 1.0]})
+    with pytest.raises(ProxyError):
+        scorer.score({"psi": 4.0, "phi": 1.0}, {"log_psi": [0.0, 1.0]})
+
+
+# ---------------------------------------------------------------- the proxy on real genotypes
+def load_genotypes_or_default():
+    if GENOTYPES.is_file():
+        return load_genotypes(GENOTYPES)["DARTS_V2"]
+    return pool_genotype()
+
+
+def darts_v2():
+    if not GENOTYPES.is_file():
+        pytest.skip("../shared/data not present")
+    return load_genotypes(GENOTYPES)["DARTS_V2"]
+
+
+@pytest.mark.parametrize("preset, knobs", [("reference", {}), ("paper", {"n_images": 8, "psi_inits": 2})])
+def test_both_presets_give_finite_positive_components(preset, knobs):
+    data = load_dataset("digits")
+    scorer = get_proxy(f"rscore:{preset}", device="cpu", mean=data.mean, std=data.std, **knobs)
+    x, y = proxy_batch(data, scorer.config["n_images"])
+    components = scorer.measure(darts_v2(), x, y, seed=0)
+    assert set(components) == {"psi", "phi"}
+    assert scorer.is_valid(components), components
+    assert all(isinstance(v, float) for v in components.values())
+    assert math.isfinite(scorer.score(components, None))
+
+
+def test_measure_is_reproducible_and_order_independent():
+    data = load_dataset("digits")
+    scorer = get_proxy("rscore", device="cpu", psi_inits=2, n_images=8, mean=data.mean, std=data.std)
+    x, y = proxy_batch(data, 8)
+    genotype, other = darts_v2(), load_genotypes(GENOTYPES)["RACL"]
+    first = scorer.measure(genotype, x, y, seed=0)
+    scorer.measure(other, x, y, seed=1)
+    torch.rand(5)  # global RNG state must not matter
+    assert scorer.measure(genotype, x, y, seed=0) == first
+    assert scorer.measure(genotype, x, y, seed=1) != first
+
+
+def test_measure_needs_enough_valid_images():
+    data = load_dataset("digits")
+    scorer = get_proxy("rscore", device="cpu")
+    x, y = proxy_batch(data, 8)
+    with pytest.raises(ProxyError, match="needs 16 images"):
+        scorer.measure(load_genotypes_or_default(), x, y, seed=0)
+    x, y = proxy_batch(data, 16)
+    with pytest.raises(ProxyError, match="labels"):
+        get_proxy("rscore", device="cpu", num_classes=3).measure(load_genotypes_or_default(), x, y, seed=0)
+
+
+def test_similarities_at_their_extremes():
+    from evaluation.rscore import cosine_similarity, js_similarity
+    a = torch.tensor([1000.0, -1000.0, 0.0])
+    assert float(js_similarity(a, a)) == pytest.approx(1.0)
+    assert float(js_similarity(a, -a)) == pytest.approx(1 / (1 + math.log(2)), rel=1e-5)  # disjoint
+    assert float(cosine_similarity(a, a)) == pytest.approx(2.0)
+    assert float(cosine_similarity(a, -a)) == pytest.approx(0.0, abs=1e-6)
+    assert math.isnan(float(js_similarity(torch.tensor([float("nan"), 1.0, 2.0]), a)))
