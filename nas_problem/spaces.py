@@ -97,6 +97,7 @@ class DartsSpace:
 
 
 SPACES = {"darts": DartsSpace}
+from .nb201 import NB201Space; SPACES["nb201"] = NB201Space  # noqa: E402  (NAS-Bench-201, issue 3)
 
 
 def get_space(name: str, **kwargs):

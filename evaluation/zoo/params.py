@@ -1,0 +1,37 @@
+"""``params`` and ``flops``: the size of the evaluation network a user trains (millions of
+parameters / multiply-adds of one 32x32 forward), from ``nas_problem.count_params`` /
+``count_flops`` (DARTS: C = 36, 20 cells) or the NB201 network (C = 16, N = 5). No network is
+run, no data used; the preset and batch knobs are accepted and ignored. Larger counted
+better: the baseline that bigger networks are more accurate and more robust.
+"""
+from __future__ import annotations
+
+from ..registry import proxy
+from ._common import ZooProxy, is_nb201
+
+
+def size_of(genotype, num_classes: int, what: str) -> float:
+    if is_nb201(genotype):
+        from nas_problem.nb201 import nb201_flops, nb201_params
+        return (nb201_params if what == "params" else nb201_flops)(genotype, num_classes)
+    from nas_problem import count_flops, count_params
+    return (count_params if what == "params" else count_flops)(genotype, num_classes=num_classes)
+
+
+class Size(ZooProxy):
+    def __init__(self, what, *args):
+        self.name = what
+        super().__init__(*args)
+
+    def compute(self, genotype, x, y, seed):
+        return {"score": size_of(genotype, self.num_classes, self.name)}
+
+
+@proxy("params")
+def make_params(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
+    return Size("params", device, num_classes, mean, std, preset, n_images)
+
+
+@proxy("flops")
+def make_flops(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
+    return Size("flops", device, num_classes, mean, std, preset, n_images)
