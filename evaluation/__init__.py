@@ -7,7 +7,7 @@ from .datasets import (Dataset, DatasetError, DatasetNotFoundError, Normalize, l
                        proxy_batch)
 from .registry import Proxy, ProxyError, available_proxies, get_proxy, proxy
 
-from . import rscore  # noqa: F401  (registers "rscore")
+from . import rscore, zoo  # noqa: F401  (registering "rscore" and the zoo's proxies)
 
 __all__ = ["Dataset", "DatasetError", "DatasetNotFoundError", "Normalize", "load_dataset", "proxy_batch",
            "Proxy", "ProxyError", "available_proxies", "get_proxy", "proxy"]

@@ -234,7 +234,7 @@ class _BoxedModel(nn.Module):
         return functional_call(self.network, self.params, (self.lo + self.scale * u,))
 
 
-def _fgsm(network, params, images, labels, epsilon, input_range):
+def fgsm_attack(network, params, images, labels, epsilon, input_range):
     import torchattacks
     if input_range is None:
         # an unbounded input space: a box far wider than the data and the step
@@ -310,7 +310,7 @@ def phi(network: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, beta:
                 # zero gradient: no direction to move in; NaN/inf norms still propagate
                 step = torch.where(g_norm == 0, torch.zeros_like(g_norm), beta * initial[n].norm() / g_norm)
                 robust[n] = initial[n] + step * g[n]
-        adversarial = _fgsm(network, {**robust, **buffers}, images, labels, epsilon, input_range).detach()
+        adversarial = fgsm_attack(network, {**robust, **buffers}, images, labels, epsilon, input_range).detach()
         robust_features, g_r = forward_and_grad(robust, adversarial)
         with torch.no_grad():
             robust_1 = {n: robust[n] - gamma * g_r[n] for n in names}

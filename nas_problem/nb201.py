@@ -217,6 +217,17 @@ class NB201Space:
     def random_x(self, random_state: np.random.Generator) -> np.ndarray:
         return random_state.integers(0, len(self.ops), size=self.n_var).astype(int)
 
+    def invalid_blocks(self, x) -> np.ndarray:
+        return np.array([], dtype=int)
+
+    def canonical_x(self, x) -> np.ndarray:
+        return np.asarray(x, dtype=int)
+
+    def mutate_block(self, block: int, genes: np.ndarray, random_state: np.random.Generator) -> np.ndarray:
+        """A different operation on the edge."""
+        choices = [op for op in range(len(self.ops)) if op != genes[0]]
+        return np.array([random_state.choice(choices)], dtype=int)
+
     def smallest_genotype(self) -> NB201Genotype:
         """Parameter-free operations on every edge: only stem, reductions and classifier remain.
         skip_connect rather than none keeps the input connected to the output."""
@@ -225,8 +236,3 @@ class NB201Space:
     def canonical_key(self, x) -> str:
         return self.decode(x).key()
 
-    def count_params(self, genotype: NB201Genotype, num_classes=10) -> float:
-        return nb201_params(genotype, num_classes)
-
-    def count_flops(self, genotype: NB201Genotype, num_classes=10) -> float:
-        return nb201_flops(genotype, num_classes)

@@ -84,8 +84,7 @@ class RobustNASProblem(Problem):
     def _check_budget(self):
         if self.max_params is None:
             return
-        smallest = self.space.smallest_genotype()
-        floor = count_params(smallest)
+        floor = count_params(self.space.smallest_genotype())
         if self.max_params < floor:
             raise BudgetError(f"max_params={self.max_params:g} M is below the smallest architecture of the "
                               f"{self.space.name} space ({floor:.3f} M)")
@@ -99,7 +98,7 @@ class RobustNASProblem(Problem):
         alone, so scores do not depend on evaluation order, batching or workers."""
         return (self.seed * 1_000_003 + zlib.crc32(key.encode())) % (2 ** 31)
 
-    def score_genotypes(self, genotypes: list[Genotype], role="search") -> list[dict]:
+    def score_genotypes(self, genotypes: list, role="search") -> list[dict]:
         """Archive records for ``genotypes``, scoring only those the archive does not hold."""
         keys = [g.key() for g in genotypes]
         missing = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .genotype import DARTS_OPS, N_NODES, NONE_OP, Genotype
+from .nb201 import NB201Space
 
 CELLS = ("normal", "reduce")
 GENES_PER_NODE = 4  # input_a, op_a, input_b, op_b
@@ -84,6 +85,39 @@ class DartsSpace:
     def random_x(self, random_state: np.random.Generator) -> np.ndarray:
         return np.concatenate([self.random_block(b, random_state) for b in range(self.n_blocks)])
 
+    def invalid_blocks(self, x) -> np.ndarray:
+        """Indices of the node blocks whose two inputs coincide."""
+        blocks = np.asarray(x).reshape(self.n_blocks, GENES_PER_NODE)
+        return np.flatnonzero(blocks[:, 0] == blocks[:, 2])
+
+    def canonical_x(self, x) -> np.ndarray:
+        """Put the edge with the smaller input first in every block: the vector form of
+        ``Genotype.canonical`` (the inputs of a valid node differ, so the input alone orders)."""
+        blocks = np.asarray(x).reshape(self.n_blocks, GENES_PER_NODE).copy()
+        swap = blocks[:, 0] > blocks[:, 2]
+        blocks[swap] = blocks[swap][:, [2, 3, 0, 1]]
+        return blocks.reshape(-1)
+
+    def mutate_block(self, block: int, genes: np.ndarray, random_state: np.random.Generator) -> np.ndarray:
+        """The block with one gene given a new value that keeps it valid.
+
+        Only genes that have another valid value are candidates: the inputs of node 0 can only
+        be the two cell inputs in some order, so there an operation always changes. A single
+        changed gene never yields the same architecture (an edge swap needs two)."""
+        genes = np.array(genes, dtype=int)
+        start = block * GENES_PER_NODE
+        options = []
+        for j in range(GENES_PER_NODE):
+            values = np.arange(self.xl[start + j], self.xu[start + j] + 1)
+            values = values[values != genes[j]]
+            if j in (0, 2):  # an input must also differ from the node's other input
+                values = values[values != genes[2 - j]]
+            if len(values):
+                options.append((j, values))
+        j, values = options[random_state.integers(len(options))]
+        genes[j] = random_state.choice(values)
+        return genes
+
     def smallest_genotype(self) -> Genotype:
         """An architecture with the fewest parameters: parameters add up over edges and the
         parameter-free operations (pooling; ``none`` when on) cost nothing whichever state they
@@ -96,8 +130,7 @@ class DartsSpace:
         return self.decode(x).key()
 
 
-SPACES = {"darts": DartsSpace}
-from .nb201 import NB201Space; SPACES["nb201"] = NB201Space  # noqa: E402  (NAS-Bench-201, issue 3)
+SPACES = {"darts": DartsSpace, "nb201": NB201Space}
 
 
 def get_space(name: str, **kwargs):

@@ -6,8 +6,8 @@ Every operator reads the search space and the budget from the problem pymoo hand
 """
 from .crossover import NodeCrossover
 from .duplicates import CanonicalDuplicateElimination
-from .mutation import NodeMutation, mutate_one_gene
-from .repair import NodeRepair, canonical_order
+from .mutation import NodeMutation
+from .repair import NodeRepair
 from .sampling import BudgetSampling, check_budget, fits_budget, smallest_architecture
 
 
@@ -36,4 +36,4 @@ def default_operators(problem) -> dict:
 
 __all__ = ["BudgetSampling", "NodeCrossover", "NodeMutation", "NodeRepair",
            "CanonicalDuplicateElimination", "default_operators", "check_budget", "fits_budget",
-           "smallest_architecture", "mutate_one_gene", "canonical_order"]
+           "smallest_architecture"]

@@ -6,35 +6,9 @@ from pymoo.core.mutation import Mutation
 
 from .sampling import fits_budget, genes_per_block
 
-INPUT_GENES = (0, 2)  # a block is (input_a, op_a, input_b, op_b)
-
-
-def mutate_one_gene(space, x: np.ndarray, block: int, random_state: np.random.Generator) -> None:
-    """Give one gene of ``block`` in ``x`` (in place) a new value that keeps the block valid.
-
-    Only genes that have another valid value are candidates: the inputs of node 0 can only be
-    the two cell inputs in some order, so there an operation always changes. A single changed
-    gene never yields the same architecture (an edge swap needs two), so every mutation is real."""
-    width = genes_per_block(space)
-    start = block * width
-    genes = x[start:start + width]
-    options = []
-    for j in range(width):
-        values = np.arange(space.xl[start + j], space.xu[start + j] + 1)
-        if j in INPUT_GENES:
-            other_input = genes[2 - j]
-            values = values[(values != genes[j]) & (values != other_input)]
-        else:
-            values = values[values != genes[j]]
-        if len(values):
-            options.append((j, values))
-    j, values = options[random_state.integers(len(options))]
-    x[start + j] = random_state.choice(values)
-
-
 class NodeMutation(Mutation):
     """Each node block mutates with probability ``block_prob`` (default 1 / number of blocks,
-    i.e. 1/8 in DARTS), changing exactly one of its four genes (``mutate_one_gene``).
+    i.e. 1/8 in DARTS), changing exactly one of its genes (``space.mutate_block``).
 
     Which blocks mutate is decided once per individual; when the result is over the budget
     only the new gene values are redrawn, up to ``max_tries`` times, and after that the
@@ -61,8 +35,10 @@ class NodeMutation(Mutation):
                 continue
             for _ in range(self.max_tries):
                 y = x.copy()
+                width = genes_per_block(space)
                 for block in blocks:
-                    mutate_one_gene(space, y, block, random_state)
+                    block_genes = slice(block * width, (block + 1) * width)
+                    y[block_genes] = space.mutate_block(block, y[block_genes], random_state)
                 if fits_budget(problem, y):
                     Xp[i] = y
                     break

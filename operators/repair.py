@@ -7,16 +7,6 @@ from pymoo.core.repair import Repair
 from .sampling import fits_budget, genes_per_block
 
 
-def canonical_order(space, x: np.ndarray) -> np.ndarray:
-    """Put the edge with the smaller input first in every block: the vector form of
-    ``Genotype.canonical`` (the inputs of a valid node differ, so the input alone orders)."""
-    width = genes_per_block(space)
-    blocks = x.reshape(space.n_blocks, width).copy()
-    swap = blocks[:, 0] > blocks[:, 2]
-    blocks[swap] = blocks[swap][:, [2, 3, 0, 1]]
-    return blocks.reshape(-1)
-
-
 class NodeRepair(Repair):
     """Round to integers, clip into ``[xl, xu]``, make every node's two inputs differ
     (``space.repair_block``) and order each node's two edges canonically.
@@ -51,7 +41,7 @@ class NodeRepair(Repair):
         if random_state is None:
             random_state = np.random.default_rng((X - space.xl).ravel())  # seeds must be non-negative
         for i, x in enumerate(X):
-            invalid = np.flatnonzero(x[0::width] == x[2::width])
+            invalid = space.invalid_blocks(x)
             if len(invalid):
                 for _ in range(self.max_tries):
                     y = x.copy()
@@ -61,5 +51,5 @@ class NodeRepair(Repair):
                     if fits_budget(problem, y):
                         break
                 x = y
-            X[i] = canonical_order(space, x)
+            X[i] = space.canonical_x(x)
         return X

@@ -5,7 +5,8 @@ import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# tiny networks: a second thread costs more in synchronisation than it gains
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pymoo.util.ref_dirs import get_reference_directions
 
 from nas_problem import DartsSpace, count_params
 from operators import (BudgetSampling, CanonicalDuplicateElimination, NodeCrossover, NodeMutation,
-                       NodeRepair, canonical_order, default_operators,
+                       NodeRepair, default_operators,
                        smallest_architecture)
 
 SEEDS = range(30)
@@ -232,7 +232,7 @@ def test_repair_prefers_an_input_that_keeps_the_budget_and_otherwise_keeps_valid
     for seed in range(20):
         y = NodeRepair().do(OnlyTheseFit([only_state_2]), Population.new("X", x[None]),
                             random_state=np.random.default_rng(seed)).get("X")[0]
-        assert np.array_equal(y, canonical_order(space, only_state_2))
+        assert np.array_equal(y, space.canonical_x(only_state_2))
         y = NodeRepair().do(OnlyTheseFit([]), Population.new("X", x[None]),
                             random_state=np.random.default_rng(seed)).get("X")[0]
         assert space.is_valid(y)

@@ -16,7 +16,8 @@ def user_errors() -> tuple:
     from evaluation.datasets import DatasetError
     from evaluation.registry import ProxyError
     from nas_problem.genotype import GenotypeError
-    return UsageError, GenotypeError, DatasetError, ProxyError, FileNotFoundError
+    from nas_problem.problem import BudgetError
+    return UsageError, GenotypeError, BudgetError, DatasetError, ProxyError, FileNotFoundError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,12 +37,6 @@ def is_nb201(genotype) -> bool:
 
 
 def build_body(genotype, preset: str, num_classes: int) -> nn.Module:
-    """The proxy network of ``preset`` for a DARTS genotype; for a NAS-Bench-201 genotype the
-    NB201 network (C = 16, N = 5), with BatchNorm only under the ``paper`` preset, as the
-    DARTS proxy networks have."""
-    if is_nb201(genotype):
-        from nas_problem.nb201 import build_nb201_network
-        return build_nb201_network(genotype, num_classes=num_classes, batchnorm=(preset == "paper"))
     from nas_problem import build_proxy_network
     return build_proxy_network(genotype, preset, num_classes=num_classes)
 
@@ -55,9 +49,9 @@ def weight_layers(model: nn.Module) -> list:
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     """torchattacks FGSM (through rscore's helper) of step ``eps`` on inputs in [0, 1], the
     model in train mode (BatchNorm on batch statistics, as the proxies score it)."""
-    from ..rscore import _fgsm
+    from ..rscore import fgsm_attack
     state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    return _fgsm(model, state, x.detach(), y, float(eps), (0.0, 1.0)).detach()
+    return fgsm_attack(model, state, x.detach(), y, float(eps), (0.0, 1.0)).detach()
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:

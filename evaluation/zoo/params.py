@@ -7,13 +7,10 @@ better: the baseline that bigger networks are more accurate and more robust.
 from __future__ import annotations
 
 from ..registry import proxy
-from ._common import ZooProxy, is_nb201
+from ._common import ZooProxy
 
 
 def size_of(genotype, num_classes: int, what: str) -> float:
-    if is_nb201(genotype):
-        from nas_problem.nb201 import nb201_flops, nb201_params
-        return (nb201_params if what == "params" else nb201_flops)(genotype, num_classes)
     from nas_problem import count_flops, count_params
     return (count_params if what == "params" else count_flops)(genotype, num_classes=num_classes)
 

@@ -1,0 +1,87 @@
+import csv
+import json
+
+import pytest
+
+from nas_problem import Genotype
+from trnas.cli import main
+
+TINY = ["pop_size=4", "n_clusters=2", "n_gen=3", "n_calibration=4", "device=cpu", "proxy_kwargs={psi_inits: 4}"]
+
+
+def search(tmp_path, *extra, resume=False, name="run"):
+    argv = ["search", "--config", "quick", *TINY, f"out_dir={tmp_path / name}", *extra]
+    return main(argv + (["--resume"] if resume else []))
+
+
+def test_search_writes_the_whole_run_folder(tmp_path, capsys):
+    assert search(tmp_path) == 0
+    run = tmp_path / "run"
+    for name in ("config.yaml", "archive.jsonl", "front.json", "front.csv", "population.json", "population.csv",
+                 "evaluations.csv", "summary.json", "front.png", "log.txt"):
+        assert (run / name).exists(), name
+    with open(run / "front.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert rows and all(Genotype.parse(r["genotype"]) == Genotype.parse(r["genotype_json"]) for r in rows)
+    population = json.loads((run / "population.json").read_text())
+    assert len(population) == 4
+    summary = json.loads((run / "summary.json").read_text())
+    assert Genotype.parse(summary["knee"]["genotype"]) and Genotype.parse(summary["best_rscore"]["genotype"])
+    assert summary["best_rscore"]["r_score"] == max(r["r_score"] for r in json.loads((run / "front.json").read_text()))
+    out = capsys.readouterr().out
+    assert "gen   3/3" in out and "ETA" in out and "best R-Score" in out
+
+
+def test_resume_after_a_kill_rescores_nothing_archived(tmp_path, capsys):
+    assert search(tmp_path, name="whole") == 0
+    whole = tmp_path / "whole"
+    lines = (whole / "archive.jsonl").read_text().splitlines()
+    # a run killed midway: part of the archive on disk, the last line torn, no results yet
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    kept = len(lines) // 2
+    (killed / "archive.jsonl").write_text("\n".join(lines[:kept]) + "\n" + lines[kept][:20])
+    capsys.readouterr()
+    assert search(tmp_path, name="killed", resume=True) == 0
+    log = (killed / "log.txt").read_text()
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["scored"] == len(lines) - kept
+    assert f"archive holds {kept} scored architectures" in log
+    assert json.loads((killed / "front.json").read_text()) == json.loads((whole / "front.json").read_text())
+
+
+def test_resume_without_an_archive_is_refused(tmp_path, capsys):
+    assert search(tmp_path, name="never", resume=True) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("colour=blue", "unknown config key 'colour'"),
+    ("max_params=0.01", "below the smallest architecture"),
+    ("algorithm=sgd", "unknown algorithm"),
+    ("pop_size=0", "pop_size must be a positive integer"),
+])
+def test_bad_input_is_one_line_and_status_2_with_nothing_written(tmp_path, capsys, override, message):
+    assert search(tmp_path, override, name="bad") == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_missing_data_set_is_one_line_and_status_2(tmp_path, capsys):
+    assert search(tmp_path, "dataset=npz", f"data_path={tmp_path / 'absent.npz'}", name="bad") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "absent.npz" in err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_an_unknown_config_file_is_refused(tmp_path, capsys):
+    assert main(["search", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_plot_redraws_from_a_run_folder(tmp_path):
+    assert search(tmp_path) == 0
+    target = tmp_path / "again.png"
+    assert main(["plot", str(tmp_path / "run"), "--out", str(target)]) == 0
+    assert target.stat().st_size > 10_000

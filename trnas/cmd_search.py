@@ -1,0 +1,22 @@
+"""trnas search --config configs/quick.yaml [key=value ...] [--resume]"""
+from __future__ import annotations
+
+from .config import load_config
+from .search import SEARCH_DEFAULTS, run_search
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("search", help="training-free robust architecture search",
+                                   description="Run a training-free multi-objective search and write a run folder.")
+    parser.add_argument("--config", help="YAML config (a path, or a name from configs/: quick, default, paper)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in the run folder from its archive (nothing archived is rescored)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help=f"override config keys: {', '.join(SEARCH_DEFAULTS)}")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    config = load_config(args.config, args.overrides, SEARCH_DEFAULTS)
+    run_search(config, resume=args.resume)
+    return 0

@@ -1,0 +1,152 @@
+"""Running a search from a config: the problem, the algorithm by name, the run folder."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from pymoo.core.callback import Callback
+
+from nas_problem import RobustNASProblem
+
+from .config import UsageError, write_yaml
+from .runs import describe, mark_front, plot_run, write_table
+from .config import write_json
+
+ALGORITHMS = ("trnas", "nsga2", "moead")
+
+SEARCH_DEFAULTS = {
+    "space": "darts", "dataset": "digits", "data_path": None, "root": None, "download": False,
+    "proxy": "rscore", "preset": "reference", "proxy_kwargs": {}, "max_params": 6.0, "device": "auto",
+    "seed": 0, "algorithm": "trnas", "pop_size": 50, "n_clusters": 20, "importance": [0.5, 0.5],
+    "n_neighbors": 15, "n_gen": 20, "n_calibration": 64, "batch_seed": None, "include_none": False,
+    "expose_constraint": False, "out_dir": None,
+}
+
+
+def run_folder(config: dict) -> Path:
+    if config.get("out_dir"):
+        return Path(config["out_dir"])
+    return Path("runs") / str(config["space"]) / str(config["dataset"]) / str(config["algorithm"]) / f"seed{config['seed']}"
+
+
+def make_problem(config: dict, archive=None) -> RobustNASProblem:
+    return RobustNASProblem(
+        space=config["space"], dataset=config["dataset"], data_path=config["data_path"], root=config["root"],
+        download=config["download"], proxy=config["proxy"], preset=config["preset"],
+        proxy_kwargs=config["proxy_kwargs"], max_params=config["max_params"], device=config["device"],
+        seed=config["seed"], n_calibration=config["n_calibration"], batch_seed=config["batch_seed"],
+        include_none=config["include_none"], expose_constraint=config["expose_constraint"], archive=archive)
+
+
+def make_algorithm(name: str, problem, pop_size: int, n_clusters: int = 20, importance=(0.5, 0.5),
+                   n_neighbors: int = 15):
+    """TRNAS, or a stock pymoo algorithm breeding with the same budget-keeping operators."""
+    from operators import default_operators
+    if name == "trnas":
+        from selection import TRNASAlgorithm
+        return TRNASAlgorithm(pop_size=pop_size, n_clusters=n_clusters, importance=tuple(importance))
+    if name == "nsga2":
+        from pymoo.algorithms.moo.nsga2 import NSGA2
+        return NSGA2(pop_size=pop_size, **default_operators(problem))
+    if name == "moead":
+        from pymoo.algorithms.moo.moead import MOEAD
+        from pymoo.util.ref_dirs import get_reference_directions
+        ref_dirs = get_reference_directions("uniform", 2, n_points=pop_size)
+        return MOEAD(ref_dirs, n_neighbors=min(n_neighbors, pop_size), **default_operators(problem))
+    raise UsageError(f"unknown algorithm {name!r} (available: {', '.join(ALGORITHMS)})")
+
+
+class Progress(Callback):
+    """One line per generation: evaluations, best R-Score, elapsed time and ETA."""
+
+    def __init__(self, problem, n_gen: int, report):
+        super().__init__()
+        self.problem, self.n_gen, self.report = problem, n_gen, report
+        self.start = time.perf_counter()
+
+    def notify(self, algorithm):
+        inverse = algorithm.pop.get("F")[:, 0]
+        best = 1.0 / inverse.min() if len(inverse) else float("nan")
+        elapsed = time.perf_counter() - self.start
+        done = algorithm.n_gen
+        eta = elapsed / max(done, 1) * max(self.n_gen - done, 0)
+        self.report(f"gen {done:>3}/{self.n_gen} | evaluations {algorithm.evaluator.n_eval:>5} "
+                    f"(scored {self.problem.n_scored}, reused {self.problem.n_reused}) | "
+                    f"best R-Score {best:8.2f} | elapsed {format_seconds(elapsed)} | ETA {format_seconds(eta)}")
+
+
+def format_seconds(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def check_config(config: dict):
+    if config["algorithm"] not in ALGORITHMS:
+        raise UsageError(f"unknown algorithm {config['algorithm']!r} (available: {', '.join(ALGORITHMS)})")
+    for key in ("pop_size", "n_gen"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise UsageError(f"{key} must be a positive integer, got {config[key]!r}")
+    if not isinstance(config["n_clusters"], int) or not 0 <= config["n_clusters"] < config["pop_size"]:
+        raise UsageError(f"n_clusters must be an integer in [0, pop_size), got {config['n_clusters']!r}")
+    if config["max_params"] is not None and not isinstance(config["max_params"], (int, float)):
+        raise UsageError(f"max_params must be a number of millions, got {config['max_params']!r}")
+
+
+def run_search(config: dict, resume: bool = False, report=print) -> Path:
+    """Run the search a config describes and write its run folder; returns the folder."""
+    from pymoo.optimize import minimize
+
+    check_config(config)
+    folder = run_folder(config)
+    archive_path = folder / "archive.jsonl"
+    if resume and not archive_path.exists():
+        raise UsageError(f"nothing to resume: {archive_path} does not exist")
+    problem = make_problem(config, archive=archive_path)  # bad input fails here, before anything is written
+    algorithm = make_algorithm(config["algorithm"], problem, config["pop_size"], config["n_clusters"],
+                               config["importance"], config["n_neighbors"])
+    folder.mkdir(parents=True, exist_ok=True)
+    write_yaml(folder / "config.yaml", config)
+    log = open(folder / "log.txt", "a")
+
+    def say(line: str):
+        report(line)
+        log.write(line + "\n")
+        log.flush()
+
+    say(f"trnas search: {config['algorithm']} on {config['space']}/{config['dataset']}, proxy "
+        f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device}, "
+        f"seed {config['seed']} -> {folder}")
+    if len(problem.archive):
+        say(f"archive holds {len(problem.archive)} scored architectures; they are reused, not rescored")
+    start = time.perf_counter()
+    say(f"calibrating R-Score normalisation on {problem.n_calibration} random architectures ...")
+    problem.calibrate()
+    say(f"calibration done in {format_seconds(time.perf_counter() - start)}: {problem.calibration}")
+    result = minimize(problem, algorithm, ("n_gen", config["n_gen"]), seed=config["seed"],
+                      callback=Progress(problem, config["n_gen"], say), verbose=False)
+    wall = time.perf_counter() - start
+
+    population = describe(problem, problem.score_genotypes([problem.decode(x) for x in result.pop.get("X")]))
+    front = describe(problem, problem.score_genotypes([problem.decode(x) for x in np.atleast_2d(result.opt.get("X"))]))
+    chosen = mark_front(front)
+    evaluated = describe(problem, [r for r in problem.archive.records
+                                   if r["proxy_id"] == problem.proxy_id and r["role"] == "search"])
+    write_table(folder / "population", population)
+    write_table(folder / "front", front)
+    write_table(folder / "evaluations", evaluated)
+    write_json(folder / "summary.json", {
+        "algorithm": config["algorithm"], "seed": config["seed"], "n_gen": config["n_gen"],
+        "evaluations": int(result.algorithm.evaluator.n_eval), "scored": problem.n_scored,
+        "reused": problem.n_reused, "wall_seconds": round(wall, 2), "device": str(problem.device),
+        "calibration": problem.calibration, **chosen})
+    plot_run(folder, title=f"{config['algorithm']} on {config['space']}/{config['dataset']} (seed {config['seed']})")
+    say(f"done in {format_seconds(wall)}: {problem.n_scored} architectures scored, {problem.n_reused} reused "
+        f"from the archive; front of {len(front)}")
+    if chosen:
+        for label, row in (("best R-Score", chosen["best_rscore"]), ("knee", chosen["knee"])):
+            say(f"{label}: R-Score {row['r_score']:.2f}, {row['params_m']:.2f} M params, {row['flops_m']:.0f} M FLOPs\n"
+                f"  {row['genotype']}")
+    say(f"results in {folder}/ (front.csv, population.csv, evaluations.csv, summary.json, front.png, log.txt)")
+    log.close()
+    return folder
