@@ -1,7 +1,17 @@
-"""How a batch of architectures gets scored: in this process by default (issue 5 adds workers)."""
+"""How a batch of architectures gets scored: in this process, or fanned out over Ray actors.
+
+Both give identical results for the same jobs: each job carries its own seed (derived from the
+search seed and the architecture), so neither order nor worker changes a score.
+"""
 from __future__ import annotations
 
 import time
+
+
+def timed_measure(proxy, genotype, images, labels, seed):
+    start = time.perf_counter()
+    components = proxy.measure(genotype, images, labels, seed)
+    return components, time.perf_counter() - start
 
 
 class InProcessEvaluator:
@@ -13,10 +23,60 @@ class InProcessEvaluator:
         self.labels = labels
 
     def __call__(self, jobs):
-        """jobs: list of (genotype, seed) -> list of (components, seconds)."""
-        results = []
-        for genotype, seed in jobs:
-            start = time.perf_counter()
-            components = self.proxy.measure(genotype, self.images, self.labels, seed)
-            results.append((components, time.perf_counter() - start))
-        return results
+        """jobs: list of (genotype, seed) -> list of (components, seconds), in job order."""
+        return [timed_measure(self.proxy, genotype, self.images, self.labels, seed) for genotype, seed in jobs]
+
+    def close(self):
+        pass
+
+
+class ProxyWorker:
+    """A Ray actor: builds its proxy and receives the data batch once, then scores jobs."""
+
+    def __init__(self, proxy_name, proxy_kwargs, batch, threads):
+        import torch
+
+        from .registry import get_proxy
+        if threads:
+            torch.set_num_threads(threads)
+        self.proxy = get_proxy(proxy_name, **proxy_kwargs)
+        self.images, self.labels = batch
+
+    def measure(self, job):
+        genotype, seed = job
+        return timed_measure(self.proxy, genotype, self.images, self.labels, seed)
+
+
+class RayEvaluator:
+    """Scores architectures on ``workers`` Ray actors (a local cluster started on demand, or
+    the cluster at ``ray_address``), balancing load with ``ray.util.ActorPool``.
+
+    ``gpus_per_worker`` may be fractional (0.25 puts four actors on one GPU); the actors'
+    proxies then run on ``cuda``."""
+
+    def __init__(self, proxy_name, proxy_kwargs, images, labels, workers=2, ray_address=None,
+                 gpus_per_worker=0.0, threads_per_worker=1):
+        import ray
+        from ray.util import ActorPool
+
+        self._started_ray = not ray.is_initialized()
+        if self._started_ray:
+            ray.init(address=ray_address, num_cpus=None if ray_address else workers, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        kwargs = dict(proxy_kwargs)
+        if gpus_per_worker:
+            kwargs["device"] = "cuda"
+        actor = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(ProxyWorker)
+        batch = ray.put((images.cpu(), labels.cpu()))
+        self.actors = [actor.remote(proxy_name, kwargs, batch, threads_per_worker) for _ in range(workers)]
+        self.pool = ActorPool(self.actors)
+
+    def __call__(self, jobs):
+        return list(self.pool.map(lambda worker, job: worker.measure.remote(job), jobs))
+
+    def close(self):
+        import ray
+        for worker in self.actors:
+            ray.kill(worker)
+        if self._started_ray:
+            ray.shutdown()

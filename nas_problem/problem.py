@@ -38,16 +38,19 @@ class RobustNASProblem(Problem):
     reports it as ``G = Params - max_params``. Scores are normalised with a calibration sample
     of ``n_calibration`` random architectures drawn once (seeded), so an architecture's score
     does not depend on the population it sits in. Every evaluation goes to ``archive`` (a path
-    or an :class:`Archive`), which doubles as a cache.
+    or an :class:`Archive`), which doubles as a cache. ``workers > 0`` scores on Ray actors
+    (``ray_address=`` a cluster, ``gpus_per_worker=`` fractional GPUs); scores equal the
+    in-process ones, because each architecture's proxy seed depends on the architecture alone.
     """
 
     def __init__(self, space="darts", dataset="digits", proxy="rscore", preset="reference", max_params=6.0,
                  device="auto", seed=0, data_path=None, root=None, download=False, n_calibration=64,
                  batch_seed=None, archive=None, expose_constraint=False, include_none=False,
-                 proxy_kwargs=None, evaluator=None, dataset_object=None):
+                 proxy_kwargs=None, workers=0, ray_address=None, gpus_per_worker=0.0, threads_per_worker=1,
+                 dataset_object=None):
         # imported here, not at module level: evaluation builds its networks from nas_problem
         from evaluation.datasets import load_dataset, proxy_batch
-        from evaluation.evaluators import InProcessEvaluator
+        from evaluation.evaluators import InProcessEvaluator, RayEvaluator
         from evaluation.registry import get_proxy
 
         self.space = get_space(space, include_none=include_none) if isinstance(space, str) else space
@@ -60,10 +63,15 @@ class RobustNASProblem(Problem):
         knobs = dict(proxy_kwargs or {})
         if preset is not None:
             knobs.setdefault("preset", preset)
-        self.proxy = get_proxy(proxy, **knobs, device=self.device, num_classes=self.dataset.num_classes,
-                               mean=self.dataset.mean, std=self.dataset.std)
+        knobs.update(num_classes=self.dataset.num_classes, mean=self.dataset.mean, std=self.dataset.std)
+        self.proxy = get_proxy(proxy, **knobs, device=self.device)
         images, labels = proxy_batch(self.dataset, self.proxy.config.get("n_images", 16), seed=batch_seed)
-        self.evaluator = evaluator or InProcessEvaluator(self.proxy, images, labels)
+        if workers:
+            self.evaluator = RayEvaluator(proxy, {**knobs, "device": self.device.type}, images, labels, workers=workers,
+                                          ray_address=ray_address, gpus_per_worker=gpus_per_worker,
+                                          threads_per_worker=threads_per_worker)
+        else:
+            self.evaluator = InProcessEvaluator(self.proxy, images, labels)
         identity = {"proxy": self.proxy.name, "config": self.proxy.config, "dataset": self.dataset.name,
                     "batch_seed": batch_seed, "seed": self.seed, "space": self.space.name}
         self.proxy_id = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -152,6 +160,10 @@ class RobustNASProblem(Problem):
         out["F"] = np.column_stack([inverse, np.where(flagged, worst_params, params)])
         if self.n_ieq_constr:
             out["G"] = (params - (self.max_params if self.max_params is not None else np.inf)).reshape(-1, 1)
+
+    def close(self):
+        """Stop the evaluator's workers, if any."""
+        self.evaluator.close()
 
     def decode(self, x) -> Genotype:
         return self.space.decode(x)

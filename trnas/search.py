@@ -9,9 +9,8 @@ from pymoo.core.callback import Callback
 
 from nas_problem import RobustNASProblem
 
-from .config import UsageError, write_yaml
+from .config import UsageError, write_json, write_yaml
 from .runs import describe, mark_front, plot_run, write_table
-from .config import write_json
 
 ALGORITHMS = ("trnas", "nsga2", "moead")
 
@@ -20,7 +19,8 @@ SEARCH_DEFAULTS = {
     "proxy": "rscore", "preset": "reference", "proxy_kwargs": {}, "max_params": 6.0, "device": "auto",
     "seed": 0, "algorithm": "trnas", "pop_size": 50, "n_clusters": 20, "importance": [0.5, 0.5],
     "n_neighbors": 15, "n_gen": 20, "n_calibration": 64, "batch_seed": None, "include_none": False,
-    "expose_constraint": False, "out_dir": None,
+    "expose_constraint": False, "out_dir": None, "workers": 0, "ray_address": None, "gpus_per_worker": 0.0,
+    "threads": 1,
 }
 
 
@@ -36,7 +36,9 @@ def make_problem(config: dict, archive=None) -> RobustNASProblem:
         download=config["download"], proxy=config["proxy"], preset=config["preset"],
         proxy_kwargs=config["proxy_kwargs"], max_params=config["max_params"], device=config["device"],
         seed=config["seed"], n_calibration=config["n_calibration"], batch_seed=config["batch_seed"],
-        include_none=config["include_none"], expose_constraint=config["expose_constraint"], archive=archive)
+        include_none=config["include_none"], expose_constraint=config["expose_constraint"], archive=archive,
+        workers=config["workers"], ray_address=config["ray_address"], gpus_per_worker=config["gpus_per_worker"],
+        threads_per_worker=config["threads"])
 
 
 def make_algorithm(name: str, problem, pop_size: int, n_clusters: int = 20, importance=(0.5, 0.5),
@@ -76,6 +78,11 @@ class Progress(Callback):
                     f"best R-Score {best:8.2f} | elapsed {format_seconds(elapsed)} | ETA {format_seconds(eta)}")
 
 
+def torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
+
+
 def format_seconds(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
@@ -84,6 +91,8 @@ def format_seconds(seconds: float) -> str:
 def check_config(config: dict):
     if config["algorithm"] not in ALGORITHMS:
         raise UsageError(f"unknown algorithm {config['algorithm']!r} (available: {', '.join(ALGORITHMS)})")
+    if not isinstance(config["workers"], int) or config["workers"] < 0:
+        raise UsageError(f"workers must be a non-negative integer, got {config['workers']!r}")
     for key in ("pop_size", "n_gen"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise UsageError(f"{key} must be a positive integer, got {config[key]!r}")
@@ -95,14 +104,25 @@ def check_config(config: dict):
 
 def run_search(config: dict, resume: bool = False, report=print) -> Path:
     """Run the search a config describes and write its run folder; returns the folder."""
-    from pymoo.optimize import minimize
+    import torch
 
     check_config(config)
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
     folder = run_folder(config)
     archive_path = folder / "archive.jsonl"
     if resume and not archive_path.exists():
         raise UsageError(f"nothing to resume: {archive_path} does not exist")
     problem = make_problem(config, archive=archive_path)  # bad input fails here, before anything is written
+    try:
+        return _search(problem, config, folder, report)
+    finally:
+        problem.close()
+
+
+def _search(problem, config, folder, report) -> Path:
+    from pymoo.optimize import minimize
+
     algorithm = make_algorithm(config["algorithm"], problem, config["pop_size"], config["n_clusters"],
                                config["importance"], config["n_neighbors"])
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,9 +134,10 @@ def run_search(config: dict, resume: bool = False, report=print) -> Path:
         log.write(line + "\n")
         log.flush()
 
+    where = f"{config['workers']} Ray workers" if config["workers"] else f"{torch_threads()} torch threads"
     say(f"trnas search: {config['algorithm']} on {config['space']}/{config['dataset']}, proxy "
-        f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device}, "
-        f"seed {config['seed']} -> {folder}")
+        f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
+        f"({where}), seed {config['seed']} -> {folder}")
     if len(problem.archive):
         say(f"archive holds {len(problem.archive)} scored architectures; they are reused, not rescored")
     start = time.perf_counter()
