@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..registry import Proxy, ProxyError, resolve_device
+from ..registry import Proxy, ProxyError, proxy, resolve_device
 
 PRESETS = ("reference", "paper")
 
@@ -81,6 +81,15 @@ def constant_output(model: nn.Module, x: torch.Tensor) -> bool:
     return bool(out.shape[0] > 1 and float((out - out[:1]).abs().max()) <= 1e-12 * (1 + float(out.abs().max())))
 
 
+def register(cls):
+    """Register a :class:`ZooProxy` subclass under ``cls.name`` with the zoo's standard
+    keywords (device, num_classes, mean, std, preset, n_images) plus its ``knobs``."""
+    def factory(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None, **knobs):
+        return cls(device, num_classes, mean, std, preset, n_images, **knobs)
+    proxy(cls.name)(factory)
+    return cls
+
+
 class ZooProxy(Proxy):
     """A proxy whose measurement is one number, ``components["score"]`` (larger is better), plus
     optional diagnostics. ``measure`` seeds the weight initialisation with ``seed`` and returns
@@ -135,7 +144,12 @@ class ZooProxy(Proxy):
         return {k: finite(v) for k, v in components.items()}
 
     def compute(self, genotype, x, y, seed) -> dict:
-        raise NotImplementedError
+        """Score the seeded network with the subclass's ``score_network(net, x, y)``, flagging a
+        degenerate network; proxies that need more than one network override this instead."""
+        net = self.network(genotype, seed)
+        if self.degenerate(net, x):
+            return {"score": math.nan, "degenerate": 1.0}
+        return {"score": self.score_network(net, x, y)}
 
     def is_valid(self, components: dict) -> bool:
         return (math.isfinite(finite(components.get("score"))) and not components.get("degenerate")

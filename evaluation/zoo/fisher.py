@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..registry import proxy
-from ._common import ZooProxy, weight_layers
+from ._common import ZooProxy, register, weight_layers
 
 
 def fisher_score(model, x, y) -> float:
@@ -38,16 +37,9 @@ def fisher_score(model, x, y) -> float:
     return total
 
 
+@register
 class Fisher(ZooProxy):
     name = "fisher"
 
-    def compute(self, genotype, x, y, seed):
-        net = self.network(genotype, seed)
-        if self.degenerate(net, x):
-            return {"score": float("nan"), "degenerate": 1.0}
-        return {"score": fisher_score(net, x, y)}
-
-
-@proxy("fisher")
-def make_fisher(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
-    return Fisher(device, num_classes, mean, std, preset, n_images)
+    def score_network(self, net, x, y):
+        return fisher_score(net, x, y)

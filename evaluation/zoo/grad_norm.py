@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..registry import proxy
-from ._common import ZooProxy, weight_layers
+from ._common import ZooProxy, register, weight_layers
 
 
 def grad_norm_score(model, x, y) -> float:
@@ -19,16 +18,9 @@ def grad_norm_score(model, x, y) -> float:
     return float(sum(g.detach().norm() for g in grads if g is not None))
 
 
+@register
 class GradNorm(ZooProxy):
     name = "grad_norm"
 
-    def compute(self, genotype, x, y, seed):
-        net = self.network(genotype, seed)
-        if self.degenerate(net, x):
-            return {"score": float("nan"), "degenerate": 1.0}
-        return {"score": grad_norm_score(net, x, y)}
-
-
-@proxy("grad_norm")
-def make_grad_norm(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
-    return GradNorm(device, num_classes, mean, std, preset, n_images)
+    def score_network(self, net, x, y):
+        return grad_norm_score(net, x, y)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..registry import proxy
-from ._common import ZooProxy, weight_layers
+from ._common import ZooProxy, register, weight_layers
 
 
 def grasp_score(model, x, y) -> float:
@@ -28,16 +27,9 @@ def grasp_score(model, x, y) -> float:
     return float(sum((-w.detach() * h).sum() for w, h in zip(weights, hg) if h is not None))
 
 
+@register
 class Grasp(ZooProxy):
     name = "grasp"
 
-    def compute(self, genotype, x, y, seed):
-        net = self.network(genotype, seed)
-        if self.degenerate(net, x):
-            return {"score": float("nan"), "degenerate": 1.0}
-        return {"score": grasp_score(net, x, y)}
-
-
-@proxy("grasp")
-def make_grasp(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
-    return Grasp(device, num_classes, mean, std, preset, n_images)
+    def score_network(self, net, x, y):
+        return grasp_score(net, x, y)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..registry import proxy
-from ._common import ZooProxy
+from ._common import ZooProxy, register
 
 K = 1e-5
 
@@ -29,16 +28,9 @@ def jacob_cov_score(model, x) -> float:
     return float(-np.sum(np.log(v + K) + 1.0 / (v + K)))
 
 
+@register
 class JacobCov(ZooProxy):
     name = "jacob_cov"
 
-    def compute(self, genotype, x, y, seed):
-        net = self.network(genotype, seed)
-        if self.degenerate(net, x):
-            return {"score": float("nan"), "degenerate": 1.0}
-        return {"score": jacob_cov_score(net, x)}
-
-
-@proxy("jacob_cov")
-def make_jacob_cov(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
-    return JacobCov(device, num_classes, mean, std, preset, n_images)
+    def score_network(self, net, x, y):
+        return jacob_cov_score(net, x)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..registry import proxy
-from ._common import ZooProxy, weight_layers
+from ._common import ZooProxy, register, weight_layers
 
 
 def snip_score(model, x, y) -> float:
@@ -19,16 +18,9 @@ def snip_score(model, x, y) -> float:
     return float(sum((w.detach() * g).abs().sum() for w, g in zip(weights, grads) if g is not None))
 
 
+@register
 class Snip(ZooProxy):
     name = "snip"
 
-    def compute(self, genotype, x, y, seed):
-        net = self.network(genotype, seed)
-        if self.degenerate(net, x):
-            return {"score": float("nan"), "degenerate": 1.0}
-        return {"score": snip_score(net, x, y)}
-
-
-@proxy("snip")
-def make_snip(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
-    return Snip(device, num_classes, mean, std, preset, n_images)
+    def score_network(self, net, x, y):
+        return snip_score(net, x, y)
