@@ -20,7 +20,7 @@ SEARCH_DEFAULTS = {
     "seed": 0, "algorithm": "trnas", "pop_size": 50, "n_clusters": 20, "importance": [0.5, 0.5],
     "n_neighbors": 15, "n_gen": 20, "n_calibration": 64, "batch_seed": None, "include_none": False,
     "expose_constraint": False, "out_dir": None, "workers": 0, "ray_address": None, "gpus_per_worker": 0.0,
-    "threads": 1,
+    "threads": None,
 }
 
 
@@ -38,7 +38,7 @@ def make_problem(config: dict, archive=None) -> RobustNASProblem:
         seed=config["seed"], n_calibration=config["n_calibration"], batch_seed=config["batch_seed"],
         include_none=config["include_none"], expose_constraint=config["expose_constraint"], archive=archive,
         workers=config["workers"], ray_address=config["ray_address"], gpus_per_worker=config["gpus_per_worker"],
-        threads_per_worker=config["threads"])
+        threads_per_worker=config["threads"] or 1)
 
 
 def make_algorithm(name: str, problem, pop_size: int, n_clusters: int = 20, importance=(0.5, 0.5),
@@ -147,6 +147,7 @@ def _search(problem, config, folder, report) -> Path:
     result = minimize(problem, algorithm, ("n_gen", config["n_gen"]), seed=config["seed"],
                       callback=Progress(problem, config["n_gen"], say), verbose=False)
     wall = time.perf_counter() - start
+    scored, reused = problem.n_scored, problem.n_reused  # before the result tables look scores up again
 
     population = describe(problem, problem.score_genotypes([problem.decode(x) for x in result.pop.get("X")]))
     front = describe(problem, problem.score_genotypes([problem.decode(x) for x in np.atleast_2d(result.opt.get("X"))]))
@@ -158,12 +159,11 @@ def _search(problem, config, folder, report) -> Path:
     write_table(folder / "evaluations", evaluated)
     write_json(folder / "summary.json", {
         "algorithm": config["algorithm"], "seed": config["seed"], "n_gen": config["n_gen"],
-        "evaluations": int(result.algorithm.evaluator.n_eval), "scored": problem.n_scored,
-        "reused": problem.n_reused, "wall_seconds": round(wall, 2), "device": str(problem.device),
+        "evaluations": int(result.algorithm.evaluator.n_eval), "scored": scored, "reused": reused, "wall_seconds": round(wall, 2), "device": str(problem.device),
         "calibration": problem.calibration, **chosen})
     plot_run(folder, title=f"{config['algorithm']} on {config['space']}/{config['dataset']} (seed {config['seed']})")
-    say(f"done in {format_seconds(wall)}: {problem.n_scored} architectures scored, {problem.n_reused} reused "
-        f"from the archive; front of {len(front)}")
+    say(f"done in {format_seconds(wall)}: {scored} architectures scored, {reused} reused from the archive; "
+        f"front of {len(front)}")
     if chosen:
         for label, row in (("best R-Score", chosen["best_rscore"]), ("knee", chosen["knee"])):
             say(f"{label}: R-Score {row['r_score']:.2f}, {row['params_m']:.2f} M params, {row['flops_m']:.0f} M FLOPs\n"
