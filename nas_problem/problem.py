@@ -46,8 +46,7 @@ class RobustNASProblem(Problem):
     def __init__(self, space="darts", dataset="digits", proxy="rscore", preset="reference", max_params=6.0,
                  device="auto", seed=0, data_path=None, root=None, download=False, n_calibration=64,
                  batch_seed=None, archive=None, expose_constraint=False, include_none=False,
-                 proxy_kwargs=None, workers=0, ray_address=None, gpus_per_worker=0.0, threads_per_worker=1,
-                 dataset_object=None):
+                 proxy_kwargs=None, workers=0, ray_address=None, gpus_per_worker=0.0, threads_per_worker=1):
         # imported here, not at module level: evaluation builds its networks from nas_problem
         from evaluation.datasets import load_dataset, proxy_batch
         from evaluation.evaluators import InProcessEvaluator, RayEvaluator
@@ -58,8 +57,9 @@ class RobustNASProblem(Problem):
         self.seed = int(seed)
         self.device = resolve_device(device)
         self.n_calibration = int(n_calibration)
+        self.dataset = load_dataset(dataset, root=root, download=download, data_path=data_path)
+        self.num_classes = self.dataset.num_classes
         self._check_budget()
-        self.dataset = dataset_object or load_dataset(dataset, root=root, download=download, data_path=data_path)
         knobs = dict(proxy_kwargs or {})
         if preset is not None:
             knobs.setdefault("preset", preset)
@@ -84,15 +84,12 @@ class RobustNASProblem(Problem):
 
     # ----- the budget -----
     def params_of(self, x) -> float:
-        return count_params(self.space.decode(x), num_classes=self._num_classes())
-
-    def _num_classes(self):
-        return self.dataset.num_classes if hasattr(self, "dataset") else 10
+        return count_params(self.space.decode(x), num_classes=self.num_classes)
 
     def _check_budget(self):
         if self.max_params is None:
             return
-        floor = count_params(self.space.smallest_genotype())
+        floor = count_params(self.space.smallest_genotype(), num_classes=self.num_classes)
         if self.max_params < floor:
             raise BudgetError(f"max_params={self.max_params:g} M is below the smallest architecture of the "
                               f"{self.space.name} space ({floor:.3f} M)")
@@ -123,8 +120,8 @@ class RobustNASProblem(Problem):
                     "key": key, "genotype": str(genotype), "x": self.space.encode(genotype).tolist(),
                     "proxy": self.proxy.name, "proxy_id": self.proxy_id, "components": components,
                     "valid": bool(self.proxy.is_valid(components)),
-                    "params": count_params(genotype, num_classes=self._num_classes()),
-                    "flops": count_flops(genotype, num_classes=self._num_classes()),
+                    "params": count_params(genotype, num_classes=self.num_classes),
+                    "flops": count_flops(genotype, num_classes=self.num_classes),
                     "seconds": seconds, "device": str(self.device), "role": role})
             self.archive.add(records)
             self.n_scored += len(records)
