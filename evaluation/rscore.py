@@ -117,35 +117,55 @@ def default_init(network: nn.Module, generator: torch.Generator | None = None) -
 # measured on a CPU, larger batches spend their time allocating rather than computing)
 PSI_CHUNK_ELEMENTS = 2 ** 26
 _WORD_BITS = 24  # a float32 sum of distinct powers of two below 2**24 is exact
+# a neuron's pattern is packed into one int64 per 64 samples: three float32 words of 24, 24
+# and 16 bits, joined as w0 + w1·2^24 + (w2 − 2^15)·2^48, which stays inside int64 and is a
+# bijection (the offset only shifts the top word into int64's signed range)
+_GROUP_SAMPLES = 64
+_WORDS_PER_GROUP = 3
 
 
 def _pack_weights(n_samples: int, device) -> torch.Tensor:
-    """(words, n_samples) matrix mapping a column of 0/1 sample bits to integer words."""
-    n_words = -(-n_samples // _WORD_BITS)
+    """(words, n_samples) matrix mapping a column of 0/1 sample bits to float words: sample j
+    sets bit (j mod 64) mod 24 of word 3·(j div 64) + (j mod 64) div 24."""
+    n_groups = -(-n_samples // _GROUP_SAMPLES)
+    last = n_samples - (n_groups - 1) * _GROUP_SAMPLES
+    n_words = (n_groups - 1) * _WORDS_PER_GROUP + -(-last // _WORD_BITS)
     weights = torch.zeros(n_words, n_samples, device=device)
-    for bit in range(n_samples):
-        weights[bit // _WORD_BITS, bit] = float(2 ** (bit % _WORD_BITS))
+    for sample in range(n_samples):
+        group, bit = divmod(sample, _GROUP_SAMPLES)
+        weights[group * _WORDS_PER_GROUP + bit // _WORD_BITS, sample] = float(2 ** (bit % _WORD_BITS))
     return weights
+
+
+def _join_words(words: torch.Tensor) -> torch.Tensor:
+    """(inits, n_words, neurons) float words -> (inits, groups, neurons) int64 codes, one per
+    64 samples (the layout of :func:`_pack_weights`)."""
+    words = words.to(torch.int64)
+    groups = []
+    for first in range(0, words.shape[1], _WORDS_PER_GROUP):
+        part = words[:, first:first + _WORDS_PER_GROUP]
+        code = part[:, 0]
+        if part.shape[1] > 1:
+            code = code + part[:, 1] * (2 ** _WORD_BITS)
+        if part.shape[1] > 2:
+            code = code + (part[:, 2] - 2 ** 15) * (2 ** (2 * _WORD_BITS))
+        groups.append(code)
+    return torch.stack(groups, dim=1)
 
 
 def _count_distinct(words: torch.Tensor, n_samples: int) -> torch.Tensor:
     """Distinct columns per initialisation. ``words``: (inits, n_words, neurons) float codes."""
     inits, n_words, neurons = words.shape
-    codes = words.to(torch.int64)
     if n_words == 1 and n_samples <= 20:
         # few enough patterns for a presence table: one scatter instead of a sort
-        table = torch.zeros(inits, 2 ** n_samples, dtype=torch.bool, device=codes.device)
-        return table.scatter_(1, codes[:, 0], True).sum(dim=1)
-    if n_words > 1:
-        # two 24-bit words fit one int64, halving the width torch.unique has to compare
-        if n_words % 2:
-            codes = torch.cat([codes, torch.zeros_like(codes[:, :1])], dim=1)
-        codes = codes[:, 0::2] + codes[:, 1::2] * (2 ** _WORD_BITS)
+        table = torch.zeros(inits, 2 ** n_samples, dtype=torch.bool, device=words.device)
+        return table.scatter_(1, words[:, 0].to(torch.int64), True).sum(dim=1)
+    codes = _join_words(words)
     counts = []
     for patterns in codes:
-        rows = patterns.t()
-        counts.append(torch.unique(rows[:, 0]).numel() if rows.shape[1] == 1 else
-                      torch.unique(rows, dim=0).shape[0])
+        # up to 64 samples a pattern is one integer, so counting is a 1-D unique
+        counts.append(torch.unique(patterns[0], sorted=False).numel() if patterns.shape[0] == 1 else
+                      torch.unique(patterns.t(), dim=0).shape[0])
     return torch.tensor(counts, dtype=torch.float64)
 
 

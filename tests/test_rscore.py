@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from evaluation import ProxyError, get_proxy, load_dataset, proxy_batch
-from evaluation.rscore import (default_init, gaussian_inits, normalise_over_set, phi, psi, use_shift_pools)
+from evaluation.rscore import (_count_distinct, _pack_weights, default_init, gaussian_inits, normalise_over_set, phi, psi, use_shift_pools)
 from nas_problem import Genotype, build_proxy_network, load_genotypes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -64,13 +64,24 @@ def slow_psi(network, x, weights):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("batch", [6, 30, 70])  # presence table; one packed int64; two int64 words
+@pytest.mark.parametrize("batch", [6, 30, 64, 70])  # presence table; one packed int64 (64: all its bits); two
 def test_psi_matches_a_set_of_tuples(seed, batch):
     net = tiny_conv_net()
     x = images(batch, seed=seed)
     expected = slow_psi(net, x, gaussian_inits(net, 3, torch.Generator().manual_seed(seed)))
     assert psi(net, x, 3, torch.Generator().manual_seed(seed)) == expected
     assert psi(net, x, 3, torch.Generator().manual_seed(seed), chunk=1) == expected
+
+
+@pytest.mark.parametrize("n_samples", [1, 16, 20, 21, 48, 63, 64, 65, 130])
+def test_packed_patterns_count_like_python_sets(n_samples):
+    # columns are neurons; duplicates, all-zero and all-one columns (the extreme codes) included
+    generator = torch.Generator().manual_seed(n_samples)
+    bits = (torch.rand(n_samples, 40, generator=generator) < 0.5).float()
+    bits = torch.cat([bits, bits[:, :7], torch.zeros(n_samples, 3), torch.ones(n_samples, 2)], dim=1)
+    expected = len({tuple(column) for column in bits.t().tolist()})
+    words = (_pack_weights(n_samples, "cpu") @ bits).unsqueeze(0)
+    assert _count_distinct(words.expand(2, -1, -1), n_samples).tolist() == [expected, expected]
 
 
 def test_psi_with_batchnorm_matches_and_leaves_the_network_alone():
