@@ -1,9 +1,16 @@
-"""How long does the R-Score take per architecture on this machine?
+"""How long does the R-Score take per architecture, and how much faster is the production
+path than the straightforward reference implementation?
 
-Scores N random valid DARTS architectures with each preset on the embedded digits data
-and prints seconds per architecture, split into Ψ and Φ time.
+Scores the same N random DARTS architectures (seeded; architecture i gets proxy seed i) on
+the embedded digits data with the production ``rscore`` of each preset and, unless
+``--no-reference``, with ``tests/reference_rscore.py`` (K sequential re-initialisations,
+float64 Φ, ``unique`` over 2-D pattern matrices) on the same device, in one run. Prints one
+table: preset, implementation, device, seconds per architecture (production split into Ψ and
+Φ), speed-up over the reference, and Spearman ρ between the two implementations' R-Scores
+(each normalised over the set).
 
-    python examples/bench_proxy_speed.py --n 10 --device auto --threads 2
+    python examples/bench_proxy_speed.py --n 50 --presets reference
+    python examples/bench_proxy_speed.py --n 10 --presets paper --no-reference
 """
 from __future__ import annotations
 
@@ -17,10 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from evaluation import get_proxy, load_dataset, proxy_batch  # noqa: E402
+from evaluation.rscore import normalise_over_set  # noqa: E402
 from nas_problem import DartsSpace  # noqa: E402
 
 
@@ -44,22 +55,42 @@ def describe_machine(device: torch.device) -> str:
     return text
 
 
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def timed(device: torch.device, work):
+    """(result, seconds) of ``work()``, waiting for the GPU on both ends."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result, time.perf_counter() - start
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=10, help="architectures per preset (default 10)")
+    parser.add_argument("--n", type=int, default=50, help="architectures per preset (default 50)")
+    parser.add_argument("--presets", default="reference,paper", help="comma-separated presets")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--presets", default="reference,paper", help="comma-separated presets")
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="time the production path only (no speed-up, no ρ)")
     args = parser.parse_args(argv)
-    if args.n < 1:
-        parser.error("--n must be at least 1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.n < 2:
+        parser.error("--n must be at least 2 (ρ needs two architectures)")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    if not args.no_reference:
+        from reference_rscore import reference_measure
 
     data = load_dataset("digits")
     space = DartsSpace()
@@ -68,30 +99,48 @@ def main(argv=None) -> int:
     print(describe_machine(device))
     if hasattr(os, "getloadavg"):
         print("load average before the run: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
-    print(f"{'preset':<10} {'device':<7} {'n':>3} {'mean s/arch':>12} {'median s/arch':>14} "
-          f"{'psi s':>7} {'phi s':>7} {'cpu s/arch':>11} {'flagged':>8}")
+    print(f"{args.n} random DARTS architectures (seed {args.seed}), digits batch, proxy seed i for architecture i")
+    rows = []
     for preset in args.presets.split(","):
         scorer = get_proxy(f"rscore:{preset}", device=device, mean=data.mean, std=data.std)
         images, labels = proxy_batch(data, scorer.config["n_images"])
         scorer.measure(genotypes[0], images, labels, seed=0)  # warm-up: kernels, allocator
-        totals, psi_times, phi_times, flagged = [], [], [], 0
-        cpu_start = time.process_time()
+        production, seconds, psi_s, phi_s = [], [], [], []
         for i, genotype in enumerate(genotypes):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            components = scorer.measure(genotype, images, labels, seed=i)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            totals.append(time.perf_counter() - start)
-            psi_times.append(scorer.last_timing["psi_s"])
-            phi_times.append(scorer.last_timing["phi_s"])
-            flagged += not scorer.is_valid(components)
-        # process CPU time per architecture: what the work costs when other jobs share the cores
-        cpu_per_arch = (time.process_time() - cpu_start) / args.n
-        print(f"{preset:<10} {device.type:<7} {args.n:>3} {statistics.mean(totals):>12.3f} "
-              f"{statistics.median(totals):>14.3f} {statistics.mean(psi_times):>7.3f} "
-              f"{statistics.mean(phi_times):>7.3f} {cpu_per_arch:>11.3f} {flagged:>8}")
+            components, elapsed = timed(device, lambda: scorer.measure(genotype, images, labels, seed=i))
+            production.append(components)
+            seconds.append(elapsed)
+            psi_s.append(scorer.last_timing["psi_s"])
+            phi_s.append(scorer.last_timing["phi_s"])
+        flagged = sum(not scorer.is_valid(c) for c in production)
+        production_s = statistics.mean(seconds)
+        row = dict(preset=preset, implementation="production", s=production_s, psi=statistics.mean(psi_s),
+                   phi=statistics.mean(phi_s), speedup=None, rho=None, flagged=flagged)
+        if not args.no_reference:
+            reference, reference_s = timed(device, lambda: [
+                reference_measure(g, images, labels, seed=i, preset=preset, mean=data.mean, std=data.std,
+                                  device=device) for i, g in enumerate(genotypes)])
+            reference_s /= args.n
+            rho = spearmanr(normalise_over_set(production), normalise_over_set(reference)).statistic
+            psi_equal = sum(p["psi"] == r["psi"] for p, r in zip(production, reference))
+            phi_rel = max(abs(p["phi"] - r["phi"]) / abs(r["phi"]) for p, r in zip(production, reference))
+            print(f"{preset}: Ψ identical for {psi_equal}/{args.n} architectures, largest relative Φ "
+                  f"difference {phi_rel:.1e}", flush=True)
+            rows.append(dict(preset=preset, implementation="reference", s=reference_s, psi=None, phi=None,
+                             speedup=1.0, rho=1.0, flagged=sum(not scorer.is_valid(c) for c in reference)))
+            row.update(speedup=reference_s / production_s, rho=rho)
+        rows.append(row)
+
+    def cell(value, spec, suffix=""):
+        return "–" if value is None else f"{value:{spec}}{suffix}"
+
+    print()
+    print("| preset | implementation | device | s/arch | Ψ s | Φ s | speed-up | ρ vs reference | flagged |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['preset']} | {r['implementation']} | {device.type} | {r['s']:.3f} | {cell(r['psi'], '.3f')} "
+              f"| {cell(r['phi'], '.3f')} | {cell(r['speedup'], '.1f', '×')} | {cell(r['rho'], '.4f')} "
+              f"| {r['flagged']} |")
     return 0
 
 
