@@ -145,16 +145,22 @@ def test_every_algorithm_runs_and_keeps_the_budget(name):
         assert problem.space.is_valid(x) and problem.params_of(x) <= 3.5
 
 
-def test_design_snippet_with_rscore_is_reproducible():
-    """DESIGN §8 with small sizes: the same seed gives the same front twice on the CPU."""
+@pytest.mark.parametrize("name", ["trnas", "nsga2", "moead"])
+def test_design_snippet_with_rscore_is_reproducible(name):
+    """DESIGN §8 with small sizes, for each algorithm: the same seed gives the same front twice
+    on the CPU."""
     fronts = []
     for _ in range(2):
         problem = RobustNASProblem(space="darts", dataset="digits", proxy="rscore", preset="reference",
                                    max_params=6.0, device="cpu", seed=0, n_calibration=4,
                                    proxy_kwargs={"psi_inits": 4})
-        result = minimize(problem, TRNASAlgorithm(pop_size=4, n_clusters=2), ("n_gen", 2), seed=1)
+        algorithm = {"trnas": lambda: TRNASAlgorithm(pop_size=4, n_clusters=2),
+                     "nsga2": lambda: NSGA2(pop_size=4, **default_operators(problem)),
+                     "moead": lambda: MOEAD(get_reference_directions("uniform", 2, n_points=4), n_neighbors=2,
+                                            **default_operators(problem))}[name]()
+        result = minimize(problem, algorithm, ("n_gen", 2), seed=1)
         fronts.append((result.opt.get("X"), result.opt.get("F")))
-        assert isinstance(problem.decode(result.X[0]), Genotype)
+        assert isinstance(problem.decode(np.atleast_2d(result.X)[0]), Genotype)
     assert np.array_equal(fronts[0][0], fronts[1][0])
     assert np.array_equal(fronts[0][1], fronts[1][1])
 

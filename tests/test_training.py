@@ -176,6 +176,18 @@ def test_unknown_genotype_name_exits_2(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("genotype, message", [
+    ("Genotype(normal=[('sep_conv_3x3', 0)], reduce=[])", "expected 8 (op, input) pairs"),
+    ("Genotype(normal=[('bogus_op', 0), ('sep_conv_3x3', 1)]", "malformed genotype"),
+    ('{"normal": [["sep_conv_3x3", 0]]}', "reduce"),
+])
+def test_malformed_genotype_exits_2(tmp_path, capsys, genotype, message):
+    # given as a flag, the text is taken verbatim; nothing is written for bad input
+    assert main(["train", f"--genotype={genotype}", f"out_dir={tmp_path / 'run'}"]) == 2
+    assert message in error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
 def test_missing_data_set_exits_2(tmp_path, capsys):
     assert main(["train", "arch=resnet18", "dataset=npz", f"data_path={tmp_path / 'missing.npz'}",
                  f"out_dir={tmp_path / 'run'}"]) == 2
