@@ -596,5 +596,5 @@ def make_rscore(preset: str = "reference", device=None, num_classes: int = 10, m
         mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     except (TypeError, ValueError):
         raise ProxyError(f"mean and std must be 3 numbers each, got {mean!r}, {std!r}") from None
-    _check(len(mean) == 3 and len(std) == 3 and min(std) > 0, f"mean and std must be 3 numbers each (std > 0)")
+    _check(len(mean) == 3 and len(std) == 3 and min(std) > 0, "mean and std must be 3 numbers each (std > 0)")
     return RScore(preset, device, int(num_classes), mean, std, **knobs)

@@ -20,15 +20,6 @@ RACL = ('{"normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_5x5", 
         '["sep_conv_3x3", 0], ["sep_conv_5x5", 1], ["sep_conv_3x3", 2], ["dil_conv_3x3", 3]]}')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small networks run fastest on one thread, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small_cnn(dataset, seed: int, epochs: int = 3) -> nn.Module:
     """A two-convolution CNN trained briefly (standard training) on the digits."""
     torch.manual_seed(seed)
@@ -56,10 +47,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def trained(digits):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     model = small_cnn(digits, seed=0)
-    torch.set_num_threads(before)
     return model, digits.x_test[:100], digits.y_test[:100]
 
 

@@ -5,23 +5,12 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from evaluation.benchmarks import BenchmarkError, detect_layout, read_benchmark
 from nas_problem import Genotype
 from nas_problem.nb201 import NB201Genotype
 from trnas.cli import main
 from trnas.cmd_correlate import CORRELATION_COLUMNS, correlations
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared, loaded CPU a second thread makes these tiny
-    networks tens of times slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 PAIRS = [["sep_conv_3x3", 0], ["skip_connect", 1], ["max_pool_3x3", 0], ["dil_conv_3x3", 2],
          ["avg_pool_3x3", 1], ["sep_conv_5x5", 3], ["skip_connect", 2], ["dil_conv_5x5", 4]]

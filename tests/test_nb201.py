@@ -7,16 +7,6 @@ from nas_problem import GenotypeError, count_params, get_space
 from nas_problem.nb201 import (NB201_EDGES, NB201_OPS, NB201Cell, NB201Genotype, NB201Space, ResidualReduction,
                                build_nb201_network, nb201_flops, nb201_params)
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared, loaded CPU a second thread makes these tiny
-    networks tens of times slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TEXT = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 
 

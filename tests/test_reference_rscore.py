@@ -32,14 +32,6 @@ PSI_REL = 1e-4
 PHI_REL = {"reference": 2e-3, "paper": 5e-3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_genotypes(n, seed=0):
     space = DartsSpace()
     rng = np.random.default_rng(seed)
@@ -61,12 +53,7 @@ def both(preset, genotypes, **knobs):
 def reference_preset_set():
     """8 random DARTS architectures, reference preset with K = 2 (computed once, ~15 s)."""
     with torch.random.fork_rng():
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return both("reference", random_genotypes(8), psi_inits=2)
-        finally:
-            torch.set_num_threads(threads)
+        return both("reference", random_genotypes(8), psi_inits=2)
 
 
 def test_reference_preset_components_agree(reference_preset_set):

@@ -14,14 +14,6 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 GENOTYPES = SHARED / "data" / "published_genotypes.json"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_conv_net():
     with torch.random.fork_rng():
         torch.manual_seed(0)

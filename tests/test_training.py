@@ -23,15 +23,6 @@ RACL = ('{"normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_5x5", 
 TINY = dict(genotype=RACL, channels=4, layers=2, dataset="digits", augment=False, device="cpu", batch_size=32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small networks run fastest on one thread, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def quiet(_line):
     pass
 

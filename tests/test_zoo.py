@@ -16,16 +16,6 @@ from evaluation.zoo._common import cosine
 from nas_problem import Genotype, count_flops, count_params
 from nas_problem.nb201 import NB201Genotype, build_nb201_network
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared, loaded CPU a second thread makes these tiny
-    networks tens of times slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 ZOO = ["croze", "feature_distortion", "output_similarity", "swap", "naswot", "synflow", "grad_norm", "snip",
        "grasp", "fisher", "jacob_cov", "params", "flops", "zcprob"]
 PAIRS = [("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 0), ("dil_conv_3x3", 2),

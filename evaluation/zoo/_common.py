@@ -6,7 +6,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..registry import Proxy, ProxyError, proxy, resolve_device
 
@@ -44,6 +43,21 @@ def build_body(genotype, preset: str, num_classes: int) -> nn.Module:
 def weight_layers(model: nn.Module) -> list:
     """Every Conv2d / Linear layer, in module order: the "layers" of the zero-cost literature."""
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def forward_recording(model: nn.Module, modules, x: torch.Tensor, keep) -> list:
+    """Run ``model(x)`` without gradients and return ``keep(module, inputs, output)`` of every
+    call of ``modules``, in call order."""
+    kept = []
+    handles = [m.register_forward_hook(lambda module, inputs, output: kept.append(keep(module, inputs, output)))
+               for m in modules]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return kept
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from ..registry import proxy
-from ._common import ZooProxy, fgsm, is_nb201
+from ._common import ZooProxy, fgsm, forward_recording, is_nb201
 
 
 def cell_modules(body, nb201: bool):
@@ -27,15 +27,7 @@ def cell_modules(body, nb201: bool):
 
 
 def cell_outputs(model, cells, x) -> list:
-    outputs = []
-    handles = [c.register_forward_hook(lambda m, a, out: outputs.append(out.detach())) for c in cells]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return outputs
+    return forward_recording(model, cells, x, lambda module, inputs, output: output.detach())
 
 
 def channel_kl(z: torch.Tensor, z_adv: torch.Tensor) -> torch.Tensor:

@@ -13,22 +13,12 @@ import torch
 from torch import nn
 
 from ..registry import proxy
-from ._common import ZooProxy
+from ._common import ZooProxy, forward_recording
 
 
 def binary_codes(model, x) -> torch.Tensor:
-    codes = []
-
-    def keep(module, inputs, output):
-        codes.append((inputs[0] > 0).flatten(1))
-
-    handles = [m.register_forward_hook(keep) for m in model.modules() if isinstance(m, nn.ReLU)]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    codes = forward_recording(model, relus, x, lambda module, inputs, output: (inputs[0] > 0).flatten(1))
     if not codes:
         return torch.zeros(x.shape[0], 0, dtype=torch.float64)
     return torch.cat(codes, dim=1).double()
