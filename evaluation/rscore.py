@@ -155,7 +155,7 @@ def _join_words(words: torch.Tensor) -> torch.Tensor:
 
 def _count_distinct(words: torch.Tensor, n_samples: int) -> torch.Tensor:
     """Distinct columns per initialisation. ``words``: (inits, n_words, neurons) float codes."""
-    inits, n_words, neurons = words.shape
+    inits, n_words = words.shape[:2]
     if n_words == 1 and n_samples <= 20:
         # few enough patterns for a presence table: one scatter instead of a sort
         table = torch.zeros(inits, 2 ** n_samples, dtype=torch.bool, device=words.device)
