@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from .training import (CheckpointError, TrainingError, as_int, as_number, load_model, model_cost, resolve_device,
-                       write_text_atomic)
+from .registry import resolve_device
+from .training import CheckpointError, TrainingError, as_int, as_number, load_model, model_cost, write_text_atomic
 
 ATTACK_NAMES = ("fgsm", "pgd20", "pgd100", "cw", "autoattack")
 LABELS = {"clean": "Clean", "fgsm": "FGSM", "pgd20": "PGD-20", "pgd100": "PGD-100", "cw": "CW",
           "autoattack": "AutoAttack"}
 LINF_ATTACKS = {"fgsm", "pgd20", "pgd100", "autoattack"}
-_ALIASES = {"aa": "autoattack", "auto": "autoattack", "cwl2": "cw", "pgd20": "pgd20", "pgd100": "pgd100"}
+_ALIASES = {"aa": "autoattack", "auto": "autoattack", "cwl2": "cw"}
 
 ATTACK_DEFAULTS = dict(
     checkpoints=[], names=None, attacks=list(ATTACK_NAMES), n_examples=None, autoattack_n=None,

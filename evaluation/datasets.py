@@ -71,6 +71,19 @@ class Normalize(nn.Module):
         return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
 
 
+class NormalizedNet(nn.Module):
+    """``body`` behind a :class:`Normalize`: takes images in [0, 1], so an attack's ε is in
+    pixel units (the proxies' networks and every trained model)."""
+
+    def __init__(self, body: nn.Module, mean, std):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.body = body
+
+    def forward(self, x):
+        return self.body(self.normalize(x))
+
+
 _CACHE: dict = {}
 
 

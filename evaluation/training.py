@@ -27,6 +27,9 @@ from torch import nn
 
 from nas_problem import Genotype, GenotypeError, build_evaluation_network, count_flops, count_params, load_genotypes
 
+from .datasets import NormalizedNet
+from .registry import resolve_device
+
 CHECKPOINT_FORMAT = 1
 METHODS = ("standard", "pgd", "trades")
 MANUAL_ARCHS = ("resnet18",)
@@ -86,18 +89,6 @@ def as_int(value, key: str, minimum: int | None = None, allow_none: bool = False
     if minimum is not None and value < minimum:
         raise TrainingError(f"{key}: must be at least {minimum}, got {value}")
     return int(value)
-
-
-def resolve_device(name) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(str(name))
-    except RuntimeError:
-        raise TrainingError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} asked for, but CUDA is not available")
-    return device
 
 
 def use_amp(setting, device: torch.device) -> bool:
@@ -213,20 +204,7 @@ def resnet18_cifar(num_classes: int = 10) -> nn.Module:
     return net
 
 
-class NormalizedModel(nn.Module):
-    """Takes images in [0, 1] and normalises inside, so attacks work in pixel space."""
-
-    def __init__(self, net: nn.Module, mean, std):
-        super().__init__()
-        from evaluation.datasets import Normalize
-        self.normalize = Normalize(mean, std)
-        self.net = net
-
-    def forward(self, x):
-        return self.net(self.normalize(x))
-
-
-def build_model(spec: ModelSpec) -> NormalizedModel:
+def build_model(spec: ModelSpec) -> NormalizedNet:
     if spec.arch == "darts":
         net = build_evaluation_network(Genotype.parse(spec.genotype), num_classes=spec.num_classes,
                                        auxiliary=spec.auxiliary, channels=spec.channels, layers=spec.layers)
@@ -234,7 +212,7 @@ def build_model(spec: ModelSpec) -> NormalizedModel:
         net = resnet18_cifar(spec.num_classes)
     else:
         raise CheckpointError(f"unknown architecture {spec.arch!r} in checkpoint")
-    return NormalizedModel(net, spec.mean, spec.std)
+    return NormalizedNet(net, spec.mean, spec.std)
 
 
 def model_cost(spec: ModelSpec) -> tuple[float, float]:
@@ -346,40 +324,6 @@ def load_data(config: dict):
     n_train, n_test = config.get("n_train"), config.get("n_test")
     return (dataset, dataset.x_train[:n_train], dataset.y_train[:n_train],
             dataset.x_test[:n_test], dataset.y_test[:n_test])
-
-
-# --------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256,
-             device=None) -> float:
-    """Top-1 accuracy in percent, model in eval mode."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        y = labels[start:start + batch_size].to(device)
-        correct += (model(x).argmax(1) == y).sum().item()
-    model.train(was_training)
-    return 100.0 * correct / max(len(images), 1)
-
-
-def pgd_accuracy(model, images, labels, eps, alpha, steps, batch_size=256, device=None) -> float:
-    import torchattacks
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        y = labels[start:start + batch_size].to(device)
-        adversarial = attack(x, y)
-        with torch.no_grad():
-            correct += (model(adversarial).argmax(1) == y).sum().item()
-    model.train(was_training)
-    return 100.0 * correct / max(len(images), 1)
 
 
 # --------------------------------------------------------------------------- the run
@@ -522,7 +466,7 @@ class Trainer:
         for epoch in range(start_epoch, c["epochs"]):
             started = time.perf_counter()
             if spec.arch == "darts":
-                model.net.drop_path_prob = c["drop_path_prob"] * epoch / c["epochs"]
+                model.body.drop_path_prob = c["drop_path_prob"] * epoch / c["epochs"]
             lr = optimizer.param_groups[0]["lr"]
             loss, train_acc = self._train_epoch(model, attack, optimizer, scaler, generator, x_train, y_train,
                                                 device, amp, spec)
@@ -574,8 +518,8 @@ class Trainer:
         adversarial = attack(x, y) if attack is not None else None
         logits = model(adversarial if method == "pgd" else x)
         loss = F.cross_entropy(logits, y)
-        if spec.auxiliary and model.net.aux_logits is not None:
-            loss = loss + c["auxiliary_weight"] * F.cross_entropy(model.net.aux_logits, y)
+        if spec.auxiliary and model.body.aux_logits is not None:
+            loss = loss + c["auxiliary_weight"] * F.cross_entropy(model.body.aux_logits, y)
         if method == "trades":
             logits_adv = model(adversarial)
             loss = loss + c["trades_beta"] * F.kl_div(F.log_softmax(logits_adv.float(), dim=1),
@@ -614,10 +558,14 @@ class Trainer:
         c = self.config
         if len(x_eval) == 0:
             return float("nan"), None
+        import torchattacks
+
+        from .attacks import run_attack
+        pgd = torchattacks.PGD(model, eps=c["eps"], alpha=c["alpha"], steps=c["eval_steps"], random_start=True)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(c["seed"] * 1000 + epoch)
-            clean = accuracy(model, x_eval, y_eval, device=device)
-            robust = pgd_accuracy(model, x_eval, y_eval, c["eps"], c["alpha"], c["eval_steps"], device=device)
+            clean = run_attack(model, None, x_eval, y_eval)[0]["accuracy"]
+            robust = run_attack(model, pgd, x_eval, y_eval)[0]["accuracy"]
         return clean, robust
 
     # -- files of the run folder

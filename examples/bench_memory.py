@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from bench_proxy_speed import describe_machine  # noqa: E402
 from evaluation import get_proxy, load_dataset, proxy_batch  # noqa: E402
 from evaluation.evaluators import InProcessEvaluator  # noqa: E402
+from evaluation.registry import resolve_device  # noqa: E402
 from nas_problem import DartsSpace  # noqa: E402
 
 
@@ -46,8 +47,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     data = load_dataset("digits")
     scorer = get_proxy(f"rscore:{args.preset}", device=device, mean=data.mean, std=data.std)
     images, labels = proxy_batch(data, scorer.config["n_images"])

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from evaluation import get_proxy, load_dataset, proxy_batch  # noqa: E402
+from evaluation.registry import resolve_device  # noqa: E402
 from evaluation.rscore import normalise_over_set  # noqa: E402
 from nas_problem import DartsSpace  # noqa: E402
 
@@ -53,12 +54,6 @@ def describe_machine(device: torch.device) -> str:
     elif torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)} (unused)"
     return text
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def timed(device: torch.device, work):
@@ -88,7 +83,7 @@ def main(argv=None) -> int:
         parser.error("--device cuda, but torch sees no CUDA device")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     if not args.no_reference:
         from reference_rscore import reference_measure
 

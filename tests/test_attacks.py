@@ -8,16 +8,13 @@ from torch import nn
 
 from evaluation.attacks import (ATTACK_NAMES, AttackError, evaluate_model, hrs, markdown_table, markdown_transfer,
                                 parse_attacks, run_attack, make_attack, transfer_matrix)
-from evaluation.datasets import load_dataset
-from evaluation.training import NormalizedModel, train
+from evaluation.datasets import NormalizedNet, load_dataset
+from evaluation.training import train
+from helpers import RACL, error_line
 from nas_problem import Genotype
 from trnas.cli import main
 
 EPS = 16 / 255  # a digits CNN shrugs off much of 8/255; at 16/255 every L-inf attack must bite clearly
-RACL = ('{"normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_5x5", 0], ["skip_connect", 1], '
-        '["sep_conv_3x3", 0], ["skip_connect", 3], ["sep_conv_3x3", 3], ["skip_connect", 4]], '
-        '"reduce": [["sep_conv_3x3", 0], ["sep_conv_5x5", 1], ["avg_pool_3x3", 0], ["dil_conv_3x3", 1], '
-        '["sep_conv_3x3", 0], ["sep_conv_5x5", 1], ["sep_conv_3x3", 2], ["dil_conv_3x3", 3]]}')
 
 
 def small_cnn(dataset, seed: int, epochs: int = 3) -> nn.Module:
@@ -26,7 +23,7 @@ def small_cnn(dataset, seed: int, epochs: int = 3) -> nn.Module:
     net = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(),
                         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
                         nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(512, 10))
-    model = NormalizedModel(net, dataset.mean, dataset.std)
+    model = NormalizedNet(net, dataset.mean, dataset.std)
     optimizer = torch.optim.Adam(model.parameters(), 3e-3)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -146,12 +143,6 @@ def test_attack_command_writes_table_transfer_matrix_and_json(tmp_path, capsys):
     assert "| Model | Params (M) | FLOPs (M) | Clean | FGSM | PGD-20 | HRS |" in table and "| first |" in table
     assert "| Source \\ Target | first | second |" in (out / "transfer.md").read_text()
     assert "PGD-20" in capsys.readouterr().out
-
-
-def error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
 
 
 def test_checkpoint_of_another_architecture_exits_2(tmp_path, capsys):

@@ -9,7 +9,7 @@ from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
 from pymoo.util.ref_dirs import get_reference_directions
 
-from cheap_problem import CheapArchitectureProblem
+from helpers import CheapArchitectureProblem
 from nas_problem import DartsSpace
 from operators import (BudgetSampling, CanonicalDuplicateElimination, NodeCrossover, NodeMutation,
                        NodeRepair, default_operators,

@@ -13,20 +13,15 @@ Tolerances, and why:
   rounding of 0 can take the other sign in float32, moving that pixel by 2ε, which
   shifts Φ by up to ~5e-4 (reference preset, 1 of 8 architectures) and ~1e-3 (paper).
 """
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from evaluation import get_proxy, load_dataset, proxy_batch  # noqa: E402
-from evaluation.rscore import normalise_over_set  # noqa: E402
-from nas_problem import DartsSpace  # noqa: E402
-from reference_rscore import reference_measure  # noqa: E402
+from evaluation import get_proxy, load_dataset, proxy_batch
+from evaluation.rscore import normalise_over_set
+from nas_problem import DartsSpace
+from reference_rscore import reference_measure
 
 PSI_REL = 1e-4
 PHI_REL = {"reference": 2e-3, "paper": 5e-3}

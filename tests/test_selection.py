@@ -5,7 +5,7 @@ from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
 
-from cheap_problem import CheapArchitectureProblem
+from helpers import CheapArchitectureProblem
 from selection import MOSSurvival, TRNASAlgorithm, compare_by_g
 
 

@@ -4,10 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchattacks
 
+from evaluation.attacks import run_attack
 from evaluation.datasets import load_dataset
-from evaluation.training import (TRAIN_DEFAULTS, TrainingError, accuracy, augment_batch, check_config, load_model,
-                                 model_cost, pgd_accuracy, resnet18_cifar, resolve_architecture, train)
+from evaluation.training import (TRAIN_DEFAULTS, TrainingError, augment_batch, check_config, load_model, model_cost,
+                                 resnet18_cifar, resolve_architecture, train)
+from helpers import RACL, error_line
 from nas_problem import Genotype, GenotypeError
 from trnas.cli import main
 from trnas.config import load_config
@@ -15,11 +18,6 @@ from trnas.config import load_config
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 GENOTYPES = SHARED / "data" / "published_genotypes.json"
 
-# RACL's cells: convolutions in both cells, so a 2-cell network at C = 4 learns digits in a few epochs
-RACL = ('{"normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_5x5", 0], ["skip_connect", 1], '
-        '["sep_conv_3x3", 0], ["skip_connect", 3], ["sep_conv_3x3", 3], ["skip_connect", 4]], '
-        '"reduce": [["sep_conv_3x3", 0], ["sep_conv_5x5", 1], ["avg_pool_3x3", 0], ["dil_conv_3x3", 1], '
-        '["sep_conv_3x3", 0], ["sep_conv_5x5", 1], ["sep_conv_3x3", 2], ["dil_conv_3x3", 3]]}')
 TINY = dict(genotype=RACL, channels=4, layers=2, dataset="digits", augment=False, device="cpu", batch_size=32)
 
 
@@ -82,8 +80,9 @@ def test_pgd_training_beats_standard_training_under_pgd(tmp_path):
                    eval_n=0, seed=0, out_dir=str(tmp_path / method)), log=quiet)
         model, _, _ = load_model(tmp_path / method)
         torch.manual_seed(0)
-        assert accuracy(model, images, labels) > 30  # both learned something
-        robust[method] = pgd_accuracy(model, images, labels, eps=8 / 255, alpha=2 / 255, steps=10)
+        assert run_attack(model, None, images, labels)[0]["accuracy"] > 30  # both learned something
+        pgd = torchattacks.PGD(model, eps=8 / 255, alpha=2 / 255, steps=10, random_start=True)
+        robust[method] = run_attack(model, pgd, images, labels)[0]["accuracy"]
     assert robust["pgd"] > robust["standard"] + 10, robust
 
 
@@ -149,12 +148,6 @@ def test_augmentation_is_seeded_and_stays_in_range():
 
 
 # ----- bad input: one line on stderr, exit status 2 -----
-def error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
-
-
 def tiny_cli_run(tmp_path, name="run", *extra):
     return main(["train", f"genotype={RACL}", "channels=4", "layers=2", "epochs=1", "n_train=32", "eval_n=8",
                  "eval_steps=1", "steps=1", "device=cpu", f"out_dir={tmp_path / name}", *extra])

@@ -231,7 +231,7 @@ def test_swap_is_rscore_psi_and_invariant_to_batch_order():
     x, y = batch(6)
     value = p.measure(GENOTYPE, x, y, 3)["score"]
     net = p.network(GENOTYPE, 3)
-    assert value == psi(net.body, (x - net.mean) / net.std, 2, torch.Generator().manual_seed(3))
+    assert value == psi(net.body, net.normalize(x), 2, torch.Generator().manual_seed(3))
     order = torch.tensor([5, 4, 3, 2, 1, 0])
     assert p.measure(GENOTYPE, x[order], y[order], 3)["score"] == value
 

@@ -7,27 +7,10 @@ import math
 import torch
 from torch import nn
 
+from ..datasets import NormalizedNet
 from ..registry import Proxy, ProxyError, proxy, resolve_device
 
 PRESETS = ("reference", "paper")
-
-
-class NormalizedNet(nn.Module):
-    """Takes images in [0, 1] (so ε is in pixel units) and normalises them before ``body``."""
-
-    def __init__(self, body: nn.Module, mean=None, std=None):
-        super().__init__()
-        self.body = body
-        if mean is not None and std is not None:
-            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        else:
-            self.mean = self.std = None
-
-    def forward(self, x):
-        if self.mean is not None:
-            x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        return self.body(x)
 
 
 def is_nb201(genotype) -> bool:

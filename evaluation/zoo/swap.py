@@ -32,7 +32,7 @@ class Swap(ZooProxy):
     def compute(self, genotype, x, y, seed):
         net = self.network(genotype, seed)
         with torch.no_grad():
-            normalised = (x - net.mean) / net.std
+            normalised = net.normalize(x)
         body = net.body
         if self.device.type == "cpu":
             use_shift_pools(body)
