@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 
 import numpy as np
 import torch
@@ -112,10 +113,11 @@ def default_init(network: nn.Module, generator: torch.Generator | None = None) -
 
 
 # ======================= Ψ: expressivity =======================
-# initialisations batched per vmap call: as many as keep inits · B · neurons up to this
-# (16 inits of the `reference` network at B = 16, one of the `paper` network at B = 64;
-# measured on a CPU, larger batches spend their time allocating rather than computing)
-PSI_CHUNK_ELEMENTS = 2 ** 26
+# initialisations run together: as many as keep inits · B · neurons up to this. On a CPU
+# (measured) 16 inits of the `reference` network at B = 16 and one of the `paper` network at
+# B = 64 are fastest: larger batches spend their time allocating rather than computing. A
+# GPU wants all 32 `reference` inits at once, and a few `paper` ones within ~1 GB of activations.
+PSI_CHUNK_ELEMENTS = {"cpu": 2 ** 26, "cuda": 2 ** 28}
 _WORD_BITS = 24  # a float32 sum of distinct powers of two below 2**24 is exact
 # a neuron's pattern is packed into one int64 per 64 samples: three float32 words of 24, 24
 # and 16 bits, joined as w0 + w1·2^24 + (w2 − 2^15)·2^48, which stays inside int64 and is a
@@ -169,32 +171,31 @@ def _count_distinct(words: torch.Tensor, n_samples: int) -> torch.Tensor:
     return torch.tensor(counts, dtype=torch.float64)
 
 
-def psi(network: nn.Module, images: torch.Tensor, inits: int = 1, generator: torch.Generator | None = None,
-        *, chunk: int | None = None) -> float:
-    """Ψ: the number of distinct neuron activation patterns over ``images``, averaged over
-    ``inits`` random initialisations (:func:`gaussian_inits`).
+def _pattern_words(output: torch.Tensor, pack: torch.Tensor, copies: int) -> torch.Tensor:
+    """(copies, words, neurons) pattern words of a 4-D ReLU output whose channels hold
+    ``copies`` side-by-side copies (copy-major; 1 for an ordinary network). A ReLU output is
+    0, positive or NaN, so its sign is the bit (NaN counts as off): sign + matmul is several
+    times cheaper than comparing and casting."""
+    n, channels = output.shape[:2]
+    if output.is_contiguous():
+        bits = torch.sign(output.reshape(n, -1)).nan_to_num_(nan=0.0)
+        return (pack @ bits.to(pack.dtype)).unflatten(1, (copies, -1)).transpose(0, 1)
+    # channels-last storage reads as (N, H, W, copies, C) without a copy
+    bits = torch.sign(output.permute(0, 2, 3, 1).reshape(n, -1)).nan_to_num_(nan=0.0)
+    words = (pack @ bits.to(pack.dtype)).unflatten(1, (-1, copies, channels // copies))
+    return words.permute(2, 0, 1, 3).flatten(2)
 
-    A neuron is one element (channel, row, column) of the output of an ``nn.ReLU`` call
-    whose output is 4-D; its pattern is its B binary values (> 0) over the batch. Patterns
-    are counted across all ReLUs together. BatchNorm uses batch statistics (train mode).
-    The network itself is not modified: initialisations run through
-    ``torch.func.functional_call``, ``chunk`` of them at a time batched with ``vmap`` when
-    the module allows it (default: the first alone, to learn the neuron count, then as many
-    as keep chunk · B · neurons ≤ ``PSI_CHUNK_ELEMENTS``). The chunking never changes the result.
-    """
-    inits = int(inits)
-    n_samples = images.shape[0]
-    stacked = gaussian_inits(network, inits, generator)
+
+def _vmap_runner(network: nn.Module, images: torch.Tensor, pack: torch.Tensor):
+    """``run(params, k)`` -> (k, words, neurons) pattern words of k stacked initialisations of
+    ``network`` (hooked on its ReLUs while it runs), batched with ``vmap`` when the module
+    allows it, else one initialisation at a time."""
     buffers = dict(network.named_buffers())
-    pack = _pack_weights(n_samples, images.device)
     recorded = []
 
     def record(module, inputs, output):
         if isinstance(output, torch.Tensor) and output.dim() == 4:
-            # a ReLU output is 0, positive or NaN, so its sign is the bit (NaN counts as off);
-            # sign + matmul is several times cheaper than comparing and casting
-            bits = torch.sign(output.reshape(output.shape[0], -1)).to(pack.dtype).nan_to_num_(nan=0.0)
-            recorded.append(pack @ bits)
+            recorded.append(_pattern_words(output, pack, 1)[0])
 
     def patterns(params, state):
         recorded.clear()
@@ -203,37 +204,133 @@ def psi(network: nn.Module, images: torch.Tensor, inits: int = 1, generator: tor
             return torch.zeros(pack.shape[0], 0, device=images.device)
         return torch.cat(recorded, dim=1)
 
-    handles = [m.register_forward_hook(record) for m in network.modules() if isinstance(m, nn.ReLU)]
+    def run(params, k):
+        # BatchNorm updates running statistics in place: give each init its own copy
+        state = {n: b.unsqueeze(0).expand(k, *b.shape).clone() for n, b in buffers.items()}
+        handles = [m.register_forward_hook(record) for m in network.modules() if isinstance(m, nn.ReLU)]
+        try:
+            return vmap(patterns, randomness="error")(params, state)
+        except (RuntimeError, NotImplementedError, ValueError):
+            # modules that vmap cannot batch run one initialisation at a time
+            return torch.stack([patterns({n: v[i] for n, v in params.items()},
+                                         {n: b[i] for n, b in state.items()}) for i in range(k)])
+        finally:
+            for handle in handles:
+                handle.remove()
+            recorded.clear()
+
+    return run
+
+
+class _PatternReLU(nn.Module):
+    """The ReLU of a replicated Ψ network: records the pattern words of its output, and
+    computes a tensor it has already seen in this forward pass (a cell output feeds two
+    cells, a node feeds several operations) only once. Identical activations add no
+    distinct pattern, so skipping them leaves Ψ unchanged (the networks never change a
+    tensor in place)."""
+
+    def __init__(self, shared: dict):
+        super().__init__()
+        self.shared = shared
+
+    def forward(self, x):
+        seen = self.shared["seen"]
+        key = id(x)
+        if key in seen and seen[key][0]() is x:
+            return seen[key][1]
+        output = torch.relu(x)
+        if output.dim() == 4:
+            self.shared["recorded"].append(_pattern_words(output, self.shared["pack"], self.shared["copies"]))
+        # the entry lives as long as its input does, so an id is never mistaken for a freed tensor's
+        seen[key] = (weakref.ref(x, lambda _, key=key: seen.pop(key, None)), output)
+        return output
+
+
+def _replica_runner(replicate, images: torch.Tensor, pack: torch.Tensor):
+    """``run(params, k)`` for a network that ``replicate(k)`` builds as k side-by-side copies:
+    one ordinary forward pass computes all k initialisations."""
+    networks = {}
+    shared = {"pack": pack, "recorded": [], "seen": {}, "copies": 1}
+
+    def run(params, k):
+        if k not in networks:
+            network = replicate(k).train()
+            for parent in list(network.modules()):
+                for name, child in list(parent.named_children()):
+                    if isinstance(child, nn.ReLU):
+                        setattr(parent, name, _PatternReLU(shared))
+            networks[k] = network
+        network = networks[k]
+        shared.update(copies=k, recorded=[], seen={})
+        functional_call(network, {n: params[n].reshape(p.shape) for n, p in network.named_parameters()},
+                        (images,))
+        recorded = shared["recorded"]
+        shared.update(recorded=[], seen={})
+        return torch.cat(recorded, dim=2) if recorded else torch.zeros(k, pack.shape[0], 0, device=images.device)
+
+    return run
+
+
+def relu_neurons(network: nn.Module, images: torch.Tensor) -> int:
+    """Neurons Ψ counts for one initialisation: elements per image of every 4-D ReLU output,
+    read from one forward pass of the first image (eval mode, so a batch of one is fine;
+    the shapes do not depend on the values)."""
+    neurons = []
+
+    def count(module, inputs, output):
+        if isinstance(output, torch.Tensor) and output.dim() == 4:
+            neurons.append(output[0].numel())
+
+    handles = [m.register_forward_hook(count) for m in network.modules() if isinstance(m, nn.ReLU)]
+    was_training = network.training
+    try:
+        with torch.no_grad():
+            network.eval()(images[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+        network.train(was_training)
+    return sum(neurons)
+
+
+def psi(network: nn.Module, images: torch.Tensor, inits: int = 1, generator: torch.Generator | None = None,
+        *, chunk: int | None = None, replicate=None) -> float:
+    """Ψ: the number of distinct neuron activation patterns over ``images``, averaged over
+    ``inits`` random initialisations (:func:`gaussian_inits`).
+
+    A neuron is one element (channel, row, column) of the output of an ``nn.ReLU`` call
+    whose output is 4-D; its pattern is its B binary values (> 0) over the batch. Patterns
+    are counted across all ReLUs together. BatchNorm uses batch statistics (train mode).
+    The network itself is not modified: initialisations run through
+    ``torch.func.functional_call``, ``chunk`` of them at a time (default: as many as keep
+    chunk · B · neurons ≤ ``PSI_CHUNK_ELEMENTS`` of the device, in chunks of equal size) — batched with
+    ``vmap`` when the module allows it, or, given ``replicate`` (``k`` -> the same architecture
+    built as k side-by-side copies, ``replicas=k``), as one ordinary forward pass of that
+    network, which computes the same numbers several times faster. The chunking never
+    changes the result.
+    """
+    inits = int(inits)
+    n_samples = images.shape[0]
+    stacked = gaussian_inits(network, inits, generator)
+    pack = _pack_weights(n_samples, images.device)
+    if chunk:
+        size = int(chunk)
+    else:
+        limit = PSI_CHUNK_ELEMENTS.get(images.device.type, PSI_CHUNK_ELEMENTS["cpu"])
+        size = max(1, limit // max(1, n_samples * relu_neurons(network, images)))
+        size = -(-inits // -(-inits // size))  # the fewest chunks, of equal size
+    run = _replica_runner(replicate, images, pack) if replicate is not None else _vmap_runner(network, images, pack)
     was_training = network.training
     network.train()
     counts = []
     try:
         with torch.no_grad():
-            start = 0
-            while start < inits:
-                if chunk:
-                    k = min(int(chunk), inits - start)
-                elif start == 0:
-                    k = 1
-                else:
-                    k = min(inits - start, max(1, PSI_CHUNK_ELEMENTS // max(1, n_samples * neurons)))
-                part = {n: v[start:start + k] for n, v in stacked.items()}
-                # BatchNorm updates running statistics in place: give each init its own copy
-                state = {n: b.unsqueeze(0).expand(k, *b.shape).clone() for n, b in buffers.items()}
-                try:
-                    words = vmap(patterns, randomness="error")(part, state)
-                except (RuntimeError, NotImplementedError, ValueError):
-                    # modules that vmap cannot batch run one initialisation at a time
-                    words = torch.stack([patterns({n: v[i] for n, v in part.items()},
-                                                  {n: b[i] for n, b in state.items()}) for i in range(k)])
+            for start in range(0, inits, size):
+                k = min(size, inits - start)
+                words = run({n: v[start:start + k] for n, v in stacked.items()}, k)
                 counts.append(_count_distinct(words, n_samples).to(torch.float64).cpu())
-                neurons = words.shape[-1]
-                start += k
     finally:
-        for handle in handles:
-            handle.remove()
         network.train(was_training)
-        recorded.clear()
     return float(torch.cat(counts).mean())
 
 
@@ -535,14 +632,20 @@ class RScore(Proxy):
         if self.device.type == "cpu":
             # oneDNN runs these few-channel convolutions several times faster channels-last
             inputs = inputs.contiguous(memory_format=torch.channels_last)
+            normalised = normalised.contiguous(memory_format=torch.channels_last)
         start = time.perf_counter()
         phi_value = phi(attacked, inputs, labels, beta=self.beta, epsilon=self.epsilon, gamma=self.gamma,
                         similarity=self.similarity, generator=torch.Generator().manual_seed(phi_seed),
                         input_range=box)
         middle = time.perf_counter()
-        if self.device.type == "cpu":
-            use_shift_pools(network)
-        psi_value = psi(network, normalised, self.psi_inits, torch.Generator().manual_seed(psi_seed))
+
+        def replicate(copies):
+            replicated = build_proxy_network(genotype, preset=self.network, num_classes=self.num_classes,
+                                             replicas=copies).to(self.device)
+            return use_shift_pools(replicated) if self.device.type == "cpu" else replicated
+
+        psi_value = psi(network, normalised, self.psi_inits, torch.Generator().manual_seed(psi_seed),
+                        replicate=replicate)
         self.last_timing = {"psi_s": time.perf_counter() - middle, "phi_s": middle - start}
         return {"psi": psi_value, "phi": phi_value}
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .genotype import GenotypeError
-from .operations import ReLUConvBN, Zero, norm
+from .operations import ReLUConvBN, Zero, classifier, classify, conv, norm, replicate_input
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NB201_NODES = 4
@@ -83,18 +83,18 @@ class NB201Genotype:
 
 
 NB201_OPERATIONS = {
-    "none": lambda c, bn: Zero(1),
-    "skip_connect": lambda c, bn: nn.Identity(),
-    "nor_conv_1x1": lambda c, bn: ReLUConvBN(c, c, 1, 1, 0, bn),
-    "nor_conv_3x3": lambda c, bn: ReLUConvBN(c, c, 3, 1, 1, bn),
-    "avg_pool_3x3": lambda c, bn: nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+    "none": lambda c, bn, replicas: Zero(1),
+    "skip_connect": lambda c, bn, replicas: nn.Identity(),
+    "nor_conv_1x1": lambda c, bn, replicas: ReLUConvBN(c, c, 1, 1, 0, bn, replicas),
+    "nor_conv_3x3": lambda c, bn, replicas: ReLUConvBN(c, c, 3, 1, 1, bn, replicas),
+    "avg_pool_3x3": lambda c, bn, replicas: nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
 }
 
 
 class NB201Cell(nn.Module):
-    def __init__(self, genotype: NB201Genotype, channels: int, batchnorm: bool = True):
+    def __init__(self, genotype: NB201Genotype, channels: int, batchnorm: bool = True, replicas: int = 1):
         super().__init__()
-        self.edges = nn.ModuleList(NB201_OPERATIONS[op](channels, batchnorm) for op in genotype.ops)
+        self.edges = nn.ModuleList(NB201_OPERATIONS[op](channels, batchnorm, replicas) for op in genotype.ops)
 
     def forward(self, x):
         nodes = [x]
@@ -111,11 +111,11 @@ class NB201Cell(nn.Module):
 class ResidualReduction(nn.Module):
     """NB201's basic residual block between stages: stride-2 3x3, 3x3, and an avg-pool + 1x1 shortcut."""
 
-    def __init__(self, c_in, c_out, batchnorm=True):
+    def __init__(self, c_in, c_out, batchnorm=True, replicas=1):
         super().__init__()
-        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1, batchnorm)
-        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1, batchnorm)
-        self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False))
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1, batchnorm, replicas)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1, batchnorm, replicas)
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2), conv(c_in, c_out, 1, replicas))
 
     def forward(self, x):
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
@@ -124,34 +124,39 @@ class ResidualReduction(nn.Module):
 class NB201Network(nn.Module):
     """Stem 3x3 conv to C, then N cells at C, a residual reduction, N cells at 2C, a residual
     reduction, N cells at 4C, BN-ReLU, global pooling, linear classifier (the NB201 macro net).
-    ``self.cells`` lists every cell and reduction block in order (feature hooks read it)."""
+    ``self.cells`` lists every cell and reduction block in order (feature hooks read it).
+    ``replicas=R``: R independent copies side by side, as for ``DartsNetwork``."""
 
-    def __init__(self, genotype: NB201Genotype, channels=16, cells_per_stage=5, num_classes=10, batchnorm=True):
+    def __init__(self, genotype: NB201Genotype, channels=16, cells_per_stage=5, num_classes=10, batchnorm=True,
+                 replicas=1):
         super().__init__()
+        if replicas < 1:
+            raise ValueError(f"replicas must be >= 1, got {replicas}")
         self.genotype = genotype
-        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), norm(channels, batchnorm))
+        self.replicas = replicas
+        self.stem = nn.Sequential(conv(3, channels, 3, replicas, padding=1), norm(channels, batchnorm, replicas=replicas))
         layers = []
         c = channels
         for stage in range(3):
             if stage:
-                layers.append(ResidualReduction(c, 2 * c, batchnorm))
+                layers.append(ResidualReduction(c, 2 * c, batchnorm, replicas))
                 c *= 2
-            layers += [NB201Cell(genotype, c, batchnorm) for _ in range(cells_per_stage)]
+            layers += [NB201Cell(genotype, c, batchnorm, replicas) for _ in range(cells_per_stage)]
         self.cells = nn.ModuleList(layers)
-        self.lastact = nn.Sequential(norm(c, batchnorm), nn.ReLU(inplace=False))
+        self.lastact = nn.Sequential(norm(c, batchnorm, replicas=replicas), nn.ReLU(inplace=False))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c, num_classes)
+        self.classifier = classifier(c, num_classes, replicas)
 
     def forward(self, x):
-        x = self.stem(x)
+        x = self.stem(replicate_input(x, self.replicas))
         for cell in self.cells:
             x = cell(x)
-        return self.classifier(self.global_pooling(self.lastact(x)).flatten(1))
+        return classify(self.classifier, self.global_pooling(self.lastact(x)), self.replicas)
 
 
 def build_nb201_network(genotype: NB201Genotype, num_classes=10, channels=16, cells_per_stage=5,
-                        batchnorm=True) -> NB201Network:
-    return NB201Network(genotype, channels, cells_per_stage, num_classes, batchnorm)
+                        batchnorm=True, replicas=1) -> NB201Network:
+    return NB201Network(genotype, channels, cells_per_stage, num_classes, batchnorm, replicas)
 
 
 @lru_cache(maxsize=4096)

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from .genotype import Genotype
-from .operations import OPERATIONS, FactorizedReduce, ReLUConvBN, norm
+from .operations import (OPERATIONS, FactorizedReduce, ReLUConvBN, channel_concat, classifier, classify, conv,
+                         norm, replicate_input)
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -18,19 +19,21 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
 
 
 class Cell(nn.Module):
-    def __init__(self, genotype: Genotype, c_prev_prev, c_prev, c, reduction, reduction_prev, batchnorm=True):
+    def __init__(self, genotype: Genotype, c_prev_prev, c_prev, c, reduction, reduction_prev, batchnorm=True,
+                 replicas=1):
         super().__init__()
         self.reduction = reduction
+        self.replicas = replicas
         if reduction_prev:
-            self.preprocess0 = FactorizedReduce(c_prev_prev, c, batchnorm)
+            self.preprocess0 = FactorizedReduce(c_prev_prev, c, batchnorm, replicas)
         else:
-            self.preprocess0 = ReLUConvBN(c_prev_prev, c, 1, 1, 0, batchnorm)
-        self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0, batchnorm)
+            self.preprocess0 = ReLUConvBN(c_prev_prev, c, 1, 1, 0, batchnorm, replicas)
+        self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0, batchnorm, replicas)
         pairs = genotype.reduce if reduction else genotype.normal
         self.concat = genotype.reduce_concat if reduction else genotype.normal_concat
         self.inputs = [index for _, index in pairs]
         self.ops = nn.ModuleList(
-            OPERATIONS[op](c, 2 if reduction and index < 2 else 1, batchnorm) for op, index in pairs)
+            OPERATIONS[op](c, 2 if reduction and index < 2 else 1, batchnorm, replicas) for op, index in pairs)
         self.multiplier = len(self.concat)
 
     def forward(self, s0, s1, drop_prob: float = 0.0):
@@ -43,7 +46,7 @@ class Cell(nn.Module):
                     h = drop_path(h, drop_prob)
                 total = total + h
             states.append(total)
-        return torch.cat([states[i] for i in self.concat], dim=1)
+        return channel_concat([states[i] for i in self.concat], self.replicas)
 
 
 class AuxiliaryHead(nn.Module):
@@ -83,18 +86,27 @@ class DartsNetwork(nn.Module):
     ``stem=False`` feeds the image straight into the first cell (the `reference` proxy
     network). With ``auxiliary=True`` the auxiliary logits of the last training forward are
     kept in ``self.aux_logits``, so ``forward`` always returns plain logits (what attacks expect).
+
+    ``replicas=R`` builds R independent copies of the network side by side (channels copy-major,
+    convolutions grouped R times more, see ``operations``): the input image is fed to every
+    copy and the logits come back as (batch, R, classes). Copy r with parameters
+    ``p.unflatten(0, (R, -1))[r]`` computes exactly the single network with those parameters.
     """
 
     def __init__(self, genotype: Genotype, channels=36, layers=20, num_classes=10, stem=True,
-                 stem_multiplier=3, batchnorm=True, auxiliary=False, drop_path_prob=0.0, in_channels=3):
+                 stem_multiplier=3, batchnorm=True, auxiliary=False, drop_path_prob=0.0, in_channels=3,
+                 replicas=1):
         super().__init__()
+        if replicas < 1 or (replicas > 1 and auxiliary):
+            raise ValueError(f"replicas must be >= 1 and cannot have an auxiliary head, got {replicas}")
         self.genotype = genotype
+        self.replicas = replicas
         self.drop_path_prob = drop_path_prob
         self.aux_logits = None
         if stem:
             c_stem = stem_multiplier * channels
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False),
-                                      norm(c_stem, batchnorm))
+            self.stem = nn.Sequential(conv(in_channels, c_stem, 3, replicas, padding=1),
+                                      norm(c_stem, batchnorm, replicas=replicas))
         else:
             self.stem = nn.Identity()
         self.cells = nn.ModuleList()
@@ -102,22 +114,22 @@ class DartsNetwork(nn.Module):
         c_aux = None
         for i, (c_prev_prev, c_prev, c_curr, reduction, reduction_prev) in enumerate(
                 cell_plan(channels, layers, stem, stem_multiplier, in_channels)):
-            cell = Cell(genotype, c_prev_prev, c_prev, c_curr, reduction, reduction_prev, batchnorm)
+            cell = Cell(genotype, c_prev_prev, c_prev, c_curr, reduction, reduction_prev, batchnorm, replicas)
             self.cells.append(cell)
             if i == self.aux_position:
                 c_aux = cell.multiplier * c_curr
         c_prev = cell.multiplier * c_curr
         self.auxiliary = AuxiliaryHead(c_aux, num_classes) if auxiliary else None
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
+        self.classifier = classifier(c_prev, num_classes, replicas)
 
     def forward(self, x):
-        s0 = s1 = self.stem(x)
+        s0 = s1 = self.stem(replicate_input(x, self.replicas))
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if i == self.aux_position and self.auxiliary is not None and self.training:
                 self.aux_logits = self.auxiliary(s1)
-        return self.classifier(self.global_pooling(s1).flatten(1))
+        return classify(self.classifier, self.global_pooling(s1), self.replicas)
 
 
 EVALUATION_NETWORK = dict(channels=36, layers=20, stem=True, batchnorm=True)

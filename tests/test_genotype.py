@@ -126,6 +126,50 @@ def test_published_parameter_counts(shared_data):
     assert count_params(genotypes["ADVRUSH"]) == pytest.approx(4.2, abs=0.06)
 
 
+@pytest.mark.parametrize("space_name", ["darts", "nb201"])
+@pytest.mark.parametrize("preset", ["reference", "paper"])
+def test_replicated_network_is_its_copies_side_by_side(space_name, preset):
+    """Copy r of a `replicas=R` network, given the R parameter sets stacked copy-major, computes
+    exactly what the ordinary network computes with parameter set r (float64: no rounding
+    noise between grouped and plain convolutions)."""
+    from nas_problem import build_proxy_network
+    from nas_problem.nb201 import NB201Space
+    space = SPACE if space_name == "darts" else NB201Space()
+    genotype = random_genotypes(1, seed=4, space=space)[0]
+    replicas = 3
+    single = build_proxy_network(genotype, preset).double().train()
+    copies = build_proxy_network(genotype, preset, replicas=replicas).double().train()
+    generator = torch.Generator().manual_seed(0)
+    stacked = {name: torch.randn(replicas, *p.shape, generator=generator, dtype=torch.float64)
+               for name, p in single.named_parameters()}
+    assert [n for n, _ in copies.named_parameters()] == list(stacked)
+    x = torch.rand(4, 3, 32, 32, dtype=torch.float64, generator=generator)
+    with torch.no_grad():
+        together = torch.func.functional_call(
+            copies, {n: p.reshape(copies.get_parameter(n).shape) for n, p in stacked.items()}, (x,))
+        assert together.shape == (4, replicas, 10)
+        for r in range(replicas):
+            alone = torch.func.functional_call(single, {n: p[r] for n, p in stacked.items()}, (x,))
+            torch.testing.assert_close(together[:, r], alone, rtol=1e-9, atol=1e-9)
+
+
+def test_channel_concat_keeps_each_copy_together():
+    from nas_problem.operations import channel_concat
+    a = torch.arange(2 * 4 * 1 * 1.0).view(1, 8, 1, 1)         # 2 copies of 4 channels
+    b = 100 + torch.arange(2 * 2 * 1 * 1.0).view(1, 4, 1, 1)   # 2 copies of 2 channels
+    joined = channel_concat([a, b], replicas=2).flatten().tolist()
+    assert joined == [0, 1, 2, 3, 100, 101, 4, 5, 6, 7, 102, 103]
+    assert torch.equal(channel_concat([a, b]), torch.cat([a, b], dim=1))
+
+
+def test_replicas_are_checked():
+    genotype = random_genotypes(1)[0]
+    with pytest.raises(ValueError, match="replicas"):
+        build_evaluation_network(genotype, channels=4, layers=5, auxiliary=True, replicas=2)
+    with pytest.raises(ValueError, match="replicas"):
+        build_evaluation_network(genotype, channels=4, layers=5, replicas=0)
+
+
 def test_networks_run_forward_for_every_preset():
     from nas_problem import build_proxy_network
     genotype = random_genotypes(1, seed=9)[0]

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from evaluation import ProxyError, get_proxy, load_dataset, proxy_batch
-from evaluation.rscore import (_count_distinct, _pack_weights, default_init, gaussian_inits, normalise_over_set, phi, psi, use_shift_pools)
+from evaluation.rscore import (_count_distinct, _pack_weights, default_init, gaussian_inits, normalise_over_set, phi, psi,
+                               relu_neurons, use_shift_pools)
 from nas_problem import Genotype, build_proxy_network, load_genotypes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -89,6 +90,32 @@ def test_psi_with_batchnorm_matches_and_leaves_the_network_alone():
     assert not net.training
     for key, value in net.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+@pytest.mark.parametrize("preset", ["reference", "paper"])
+def test_psi_of_a_replicated_network_matches_a_set_of_tuples(preset):
+    """The production path (all initialisations of a chunk in one forward pass of a
+    `replicas=k` network, repeated ReLU inputs counted once) against Python sets, for a DARTS
+    proxy network with every operation; float64, so both see the same signs."""
+    genotype = Genotype(normal=[("sep_conv_3x3", 0), ("dil_conv_5x5", 1), ("skip_connect", 0), ("max_pool_3x3", 2),
+                                ("sep_conv_5x5", 1), ("avg_pool_3x3", 3), ("dil_conv_3x3", 0), ("sep_conv_3x3", 2)],
+                        reduce=[("max_pool_3x3", 0), ("skip_connect", 1), ("sep_conv_3x3", 2), ("dil_conv_3x3", 0),
+                                ("avg_pool_3x3", 1), ("sep_conv_5x5", 3), ("skip_connect", 2), ("dil_conv_5x5", 4)])
+    net = build_proxy_network(genotype, preset).double()
+    x = images(6, seed=2, size=32).double()
+    expected = slow_psi(net, x, gaussian_inits(net, 5, torch.Generator().manual_seed(4)))
+
+    def replicate(copies):
+        return use_shift_pools(build_proxy_network(genotype, preset, replicas=copies).double())
+
+    for chunk in (None, 2, 5):
+        assert psi(net, x, 5, torch.Generator().manual_seed(4), chunk=chunk, replicate=replicate) == expected
+    assert psi(net, x, 5, torch.Generator().manual_seed(4)) == expected  # the vmap path agrees
+
+
+def test_relu_neurons_counts_every_4d_relu_output_element():
+    net = tiny_conv_net()
+    assert relu_neurons(net, images(3)) == 4 * 8 * 8 + 4 * 8 * 8 + 2 * 4 * 4
 
 
 def test_gaussian_inits_follow_the_design():
