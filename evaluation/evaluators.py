@@ -9,9 +9,12 @@ import time
 
 
 def timed_measure(proxy, genotype, images, labels, seed):
+    """(components, seconds, torch threads): the thread count where the scoring ran, because
+    CPU kernels split their sums by thread and so move scores in their last digits."""
+    import torch
     start = time.perf_counter()
     components = proxy.measure(genotype, images, labels, seed)
-    return components, time.perf_counter() - start
+    return components, time.perf_counter() - start, torch.get_num_threads()
 
 
 class InProcessEvaluator:
@@ -23,7 +26,7 @@ class InProcessEvaluator:
         self.labels = labels
 
     def __call__(self, jobs):
-        """jobs: list of (genotype, seed) -> list of (components, seconds), in job order."""
+        """jobs: list of (genotype, seed) -> list of (components, seconds, threads), in job order."""
         return [timed_measure(self.proxy, genotype, self.images, self.labels, seed) for genotype, seed in jobs]
 
     def close(self):

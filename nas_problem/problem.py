@@ -6,7 +6,6 @@ import json
 import zlib
 
 import numpy as np
-import torch
 from pymoo.core.problem import Problem
 
 from .archive import Archive
@@ -21,12 +20,6 @@ FLAGGED_INVERSE_SCORE = 2.0
 
 class BudgetError(ValueError):
     """A parameter budget no architecture of the space can meet."""
-
-
-def resolve_device(device) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class RobustNASProblem(Problem):
@@ -50,7 +43,7 @@ class RobustNASProblem(Problem):
         # imported here, not at module level: evaluation builds its networks from nas_problem
         from evaluation.datasets import load_dataset, proxy_batch
         from evaluation.evaluators import InProcessEvaluator, RayEvaluator
-        from evaluation.registry import get_proxy
+        from evaluation.registry import get_proxy, resolve_device
 
         self.space = get_space(space, include_none=include_none) if isinstance(space, str) else space
         self.max_params = None if max_params is None else float(max_params)
@@ -115,14 +108,14 @@ class RobustNASProblem(Problem):
             jobs = [(g, self.architecture_seed(k)) for k, g in missing.items()]
             results = self.evaluator(jobs)
             records = []
-            for (key, genotype), (components, seconds) in zip(missing.items(), results):
+            for (key, genotype), (components, seconds, threads) in zip(missing.items(), results):
                 records.append({
                     "key": key, "genotype": str(genotype), "x": self.space.encode(genotype).tolist(),
                     "proxy": self.proxy.name, "proxy_id": self.proxy_id, "components": components,
                     "valid": bool(self.proxy.is_valid(components)),
                     "params": count_params(genotype, num_classes=self.num_classes),
                     "flops": count_flops(genotype, num_classes=self.num_classes),
-                    "seconds": seconds, "device": str(self.device), "role": role})
+                    "seconds": seconds, "device": str(self.device), "threads": threads, "role": role})
             self.archive.add(records)
             self.n_scored += len(records)
         return [self.archive.get(self.proxy_id, key) for key in keys]

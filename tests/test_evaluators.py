@@ -25,6 +25,8 @@ def test_two_ray_workers_score_exactly_as_in_process(genotypes, tmp_path):
         distributed.close()
     assert [r["key"] for r in got] == [r["key"] for r in expected]
     assert [r["components"] for r in got] == [r["components"] for r in expected]
+    # each record names the torch thread count it was scored with (scores depend on it)
+    assert {r["threads"] for r in got} == {1} == {r["threads"] for r in expected}
     # the archive keeps working with workers: everything is on disk and a rerun rescores nothing
     reread = RobustNASProblem(**options, archive=tmp_path / "archive.jsonl")
     reread.score_genotypes(genotypes)
