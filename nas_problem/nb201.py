@@ -134,7 +134,8 @@ class NB201Network(nn.Module):
             raise ValueError(f"replicas must be >= 1, got {replicas}")
         self.genotype = genotype
         self.replicas = replicas
-        self.stem = nn.Sequential(conv(3, channels, 3, replicas, padding=1), norm(channels, batchnorm, replicas=replicas))
+        self.stem = nn.Sequential(conv(3, channels, 3, replicas, padding=1),
+                                  norm(channels, batchnorm, replicas=replicas))
         layers = []
         c = channels
         for stage in range(3):

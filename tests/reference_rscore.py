@@ -1,7 +1,7 @@
 """A straightforward reference implementation of R-Score's raw components (DESIGN §5).
 
 It computes the same quantities as the production :class:`evaluation.rscore.RScore`,
-the obvious way, so that the production path (vmap over stacked initialisations,
+the obvious way, so that the production path (stacked initialisations in one replicated network,
 bit-packed patterns, shifted-view pools, float32) can be checked against it and timed
 against it:
 

@@ -3,7 +3,7 @@
 Tolerances, and why:
 * Ψ — relative 1e-4. Both use the same float32 weights (same generator stream) and the
   same float32 inputs, so the binary patterns agree except for a neuron whose
-  pre-activation is within rounding of 0: production's batched (vmap) convolutions and
+  pre-activation is within rounding of 0: production's replicated (grouped) convolutions and
   shifted-view average pools sum in a different order than the reference's sequential
   PyTorch kernels. One flipped bit changes one init's count by ±1, i.e. Ψ by 1/K; with
   ~10⁴ patterns that is ~1e-5 relative. Most architectures agree exactly.

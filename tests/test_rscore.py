@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from evaluation import ProxyError, get_proxy, load_dataset, proxy_batch
-from evaluation.rscore import (_count_distinct, _pack_weights, default_init, gaussian_inits, normalise_over_set, phi, psi,
-                               relu_neurons, use_shift_pools)
+from evaluation.rscore import (_count_distinct, _pack_weights, default_init, gaussian_inits, normalise_over_set, phi,
+                               psi, relu_neurons, use_shift_pools)
 from nas_problem import Genotype, build_proxy_network, load_genotypes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
