@@ -236,12 +236,13 @@ class _PatternReLU(nn.Module):
     def forward(self, x):
         seen = self.shared["seen"]
         key = id(x)
-        if key in seen and seen[key][0]() is x:
+        if key in seen:
             return seen[key][1]
         output = torch.relu(x)
         if output.dim() == 4:
             self.shared["recorded"].append(_pattern_words(output, self.shared["pack"], self.shared["copies"]))
-        # the entry lives as long as its input does, so an id is never mistaken for a freed tensor's
+        # the entry lives as long as its input does (the callback drops it), so an id is never
+        # mistaken for a freed tensor's
         seen[key] = (weakref.ref(x, lambda _, key=key: seen.pop(key, None)), output)
         return output
 
@@ -250,7 +251,7 @@ def _replica_runner(replicate, images: torch.Tensor, pack: torch.Tensor):
     """``run(params, k)`` for a network that ``replicate(k)`` builds as k side-by-side copies:
     one ordinary forward pass computes all k initialisations."""
     networks = {}
-    shared = {"pack": pack, "recorded": [], "seen": {}, "copies": 1}
+    shared = {"pack": pack, "recorded": [], "seen": {}}
 
     def run(params, k):
         if k not in networks:
@@ -261,7 +262,7 @@ def _replica_runner(replicate, images: torch.Tensor, pack: torch.Tensor):
                         setattr(parent, name, _PatternReLU(shared))
             networks[k] = network
         network = networks[k]
-        shared.update(copies=k, recorded=[], seen={})
+        shared.update(copies=network.replicas, recorded=[], seen={})
         functional_call(network, {n: params[n].reshape(p.shape) for n, p in network.named_parameters()},
                         (images,))
         recorded = shared["recorded"]
