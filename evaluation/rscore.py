@@ -47,9 +47,11 @@ def js_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     log p and log q come from log_softmax, so they stay finite for large activations; where
     m = (p + q)/2 underflows, p and q are 0 as well and the clamp turns 0·(−inf) into 0."""
-    log_p = F.log_softmax(a.flatten(), dim=0)
-    log_q = F.log_softmax(b.flatten(), dim=0)
-    p, q = log_p.exp(), log_q.exp()
+    a, b = a.flatten(), b.flatten()
+    log_p, log_q = F.log_softmax(a, dim=0), F.log_softmax(b, dim=0)
+    # not log_p.exp(): this torch's CPU exp is scalar and crawls on underflowing inputs,
+    # softmax's exponential is vectorised
+    p, q = F.softmax(a, dim=0), F.softmax(b, dim=0)
     log_m = torch.log((p + q).mul_(0.5).clamp_min_(torch.finfo(p.dtype).tiny))
     js = 0.5 * (p * (log_p - log_m)).sum() + 0.5 * (q * (log_q - log_m)).sum()
     # rounding can leave a hair below zero for identical inputs; clamp keeps NaN as NaN
