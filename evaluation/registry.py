@@ -92,6 +92,9 @@ class Proxy:
     name: str = ""
     direction: int = +1
     config: dict
+    # the revision of the code behind the numbers: a change that moves a proxy's values, even
+    # in their last digits, bumps it, so archives scored before are not reused as if current
+    revision: int = 1
 
     def measure(self, genotype, images, labels, seed: int) -> dict:
         raise NotImplementedError

@@ -595,6 +595,8 @@ class RScore(Proxy):
 
     name = "rscore"
     direction = +1
+    # 2: Ψ on a replicated network (7th digit), JS similarity from softmax (Φ, 7th digit)
+    revision = 2
 
     def __init__(self, preset, device, num_classes, mean, std, **knobs):
         self.device = resolve_device(device)

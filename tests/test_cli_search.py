@@ -50,6 +50,21 @@ def test_resume_after_a_kill_rescores_nothing_archived(tmp_path, capsys):
     assert json.loads((killed / "front.json").read_text()) == json.loads((whole / "front.json").read_text())
 
 
+def test_resume_says_how_much_of_a_mixed_archive_it_reuses(tmp_path):
+    assert search(tmp_path, name="whole") == 0 and search(tmp_path, "seed=1", name="other") == 0
+    ours = (tmp_path / "whole" / "archive.jsonl").read_text().splitlines()
+    theirs = (tmp_path / "other" / "archive.jsonl").read_text().splitlines()
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    kept = len(ours) // 2
+    (mixed / "archive.jsonl").write_text("\n".join(theirs + ours[:kept]) + "\n")
+    assert search(tmp_path, name="mixed", resume=True) == 0
+    log = (mixed / "log.txt").read_text()
+    assert (f"archive holds {len(theirs) + kept} scored architectures, {kept} of them scored the way this run "
+            f"scores") in log
+    assert json.loads((mixed / "summary.json").read_text())["scored"] == len(ours) - kept
+
+
 def test_resume_without_an_archive_is_refused(tmp_path, capsys):
     assert search(tmp_path, name="never", resume=True) == 2
     assert "nothing to resume" in capsys.readouterr().err

@@ -107,6 +107,22 @@ def test_a_different_proxy_configuration_does_not_reuse_the_cache(tmp_path):
     assert other.n_scored > 0
 
 
+def test_scores_from_an_older_revision_of_the_proxy_code_are_not_reused(tmp_path, monkeypatch):
+    path = tmp_path / "archive.jsonl"
+    first = make(archive=path)
+    X = random_X(first, 4, 4)
+    first.evaluate(X)
+    archived = len(path.read_text().splitlines())
+    monkeypatch.setattr(CountingProxy, "revision", 2, raising=False)
+    CountingProxy.calls = 0
+    newer = make(archive=path)
+    newer.evaluate(X)
+    # calibration and population rescored; the old records stay in the file
+    assert newer.proxy_id != first.proxy_id
+    assert CountingProxy.calls == newer.n_scored == archived
+    assert len(path.read_text().splitlines()) == 2 * archived
+
+
 def test_a_non_finite_score_is_flagged_and_ranked_worst():
     problem = make()
     X = random_X(problem, 8, 5)

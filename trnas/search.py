@@ -139,7 +139,13 @@ def _search(problem, config, folder, report) -> Path:
         f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
         f"({where}), seed {config['seed']} -> {folder}")
     if len(problem.archive):
-        say(f"archive holds {len(problem.archive)} scored architectures; they are reused, not rescored")
+        usable = sum(r["proxy_id"] == problem.proxy_id for r in problem.archive.records)
+        if usable == len(problem.archive):
+            say(f"archive holds {usable} scored architectures; they are reused, not rescored")
+        else:
+            # another proxy, configuration, data batch, seed or code revision scored the others
+            say(f"archive holds {len(problem.archive)} scored architectures, {usable} of them scored the way "
+                f"this run scores; those are reused, the others are kept but not used")
     start = time.perf_counter()
     say(f"calibrating R-Score normalisation on {problem.n_calibration} random architectures ...")
     problem.calibrate()
