@@ -144,9 +144,9 @@ def main(argv=None) -> int:
     print("| preset | implementation | device | threads | s/arch | Ψ s | Φ s | speed-up | ρ vs reference | flagged |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['preset']} | {r['implementation']} | {device.type} | {torch.get_num_threads()} | {r['s']:.3f} | {cell(r['psi'], '.3f')} "
-              f"| {cell(r['phi'], '.3f')} | {cell(r['speedup'], '.1f', '×')} | {cell(r['rho'], '.4f')} "
-              f"| {r['flagged']} |")
+        print(f"| {r['preset']} | {r['implementation']} | {device.type} | {torch.get_num_threads()} | {r['s']:.3f} "
+              f"| {cell(r['psi'], '.3f')} | {cell(r['phi'], '.3f')} | {cell(r['speedup'], '.1f', '×')} "
+              f"| {cell(r['rho'], '.4f')} | {r['flagged']} |")
     return 0
 
 

@@ -46,6 +46,10 @@ class Archive:
     def get(self, proxy_id: str, key: str):
         return self._index.get((proxy_id, key))
 
+    def records_of(self, proxy_id: str) -> list[dict]:
+        """The records scored the way ``proxy_id`` scores (the others are kept, not reused)."""
+        return [r for r in self.records if r["proxy_id"] == proxy_id]
+
     def add(self, records: list[dict]):
         for record in records:
             self._remember(record)

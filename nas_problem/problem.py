@@ -65,7 +65,7 @@ class RobustNASProblem(Problem):
                                           threads_per_worker=threads_per_worker)
         else:
             self.evaluator = InProcessEvaluator(self.proxy, images, labels)
-        identity = {"proxy": self.proxy.name, "revision": getattr(self.proxy, "revision", 1), "config": self.proxy.config,
+        identity = {"proxy": self.proxy.name, "revision": self.proxy.revision, "config": self.proxy.config,
                     "dataset": self.dataset.name, "batch_seed": batch_seed, "seed": self.seed,
                     "space": self.space.name}
         self.proxy_id = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -9,13 +9,13 @@ from pymoo.optimize import minimize
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from pymoo.util.ref_dirs import get_reference_directions
 
-from evaluation.registry import proxy
+from evaluation.registry import Proxy, proxy
 from nas_problem import BudgetError, Genotype, RobustNASProblem
 from operators import default_operators
 from selection import TRNASAlgorithm
 
 
-class CountingProxy:
+class CountingProxy(Proxy):
     """A cheap deterministic proxy for testing the problem's bookkeeping: psi counts the
     convolution edges, phi the distinct inputs; `poison` marks genotypes that score NaN."""
 
@@ -113,7 +113,7 @@ def test_scores_from_an_older_revision_of_the_proxy_code_are_not_reused(tmp_path
     X = random_X(first, 4, 4)
     first.evaluate(X)
     archived = len(path.read_text().splitlines())
-    monkeypatch.setattr(CountingProxy, "revision", 2, raising=False)
+    monkeypatch.setattr(CountingProxy, "revision", CountingProxy.revision + 1)
     CountingProxy.calls = 0
     newer = make(archive=path)
     newer.evaluate(X)

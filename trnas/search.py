@@ -139,7 +139,7 @@ def _search(problem, config, folder, report) -> Path:
         f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
         f"({where}), seed {config['seed']} -> {folder}")
     if len(problem.archive):
-        usable = sum(r["proxy_id"] == problem.proxy_id for r in problem.archive.records)
+        usable = len(problem.archive.records_of(problem.proxy_id))
         if usable == len(problem.archive):
             say(f"archive holds {usable} scored architectures; they are reused, not rescored")
         else:
@@ -158,8 +158,7 @@ def _search(problem, config, folder, report) -> Path:
     population = describe(problem, problem.score_genotypes([problem.decode(x) for x in result.pop.get("X")]))
     front = describe(problem, problem.score_genotypes([problem.decode(x) for x in np.atleast_2d(result.opt.get("X"))]))
     chosen = mark_front(front)
-    evaluated = describe(problem, [r for r in problem.archive.records
-                                   if r["proxy_id"] == problem.proxy_id and r["role"] == "search"])
+    evaluated = describe(problem, [r for r in problem.archive.records_of(problem.proxy_id) if r["role"] == "search"])
     write_table(folder / "population", population)
     write_table(folder / "front", front)
     write_table(folder / "evaluations", evaluated)
