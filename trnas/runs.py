@@ -71,8 +71,9 @@ def write_table(path: Path, rows: list[dict]):
 
 
 def plot_run(run_dir: Path, title: str = "", path: Path | None = None) -> Path:
-    """Pareto-front plot of a run folder: every evaluated architecture, the final population,
-    the front, and the knee and best-R-Score architectures labelled."""
+    """Pareto-front plot of a run folder: every architecture the search scored (not the
+    calibration sample), the final population, the front, and the knee and best-R-Score
+    architectures labelled."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -86,7 +87,7 @@ def plot_run(run_dir: Path, title: str = "", path: Path | None = None) -> Path:
     figure, axes = plt.subplots(figsize=(7, 5))
     if evaluated:
         axes.scatter([r["params_m"] for r in evaluated], [r["r_score"] for r in evaluated], s=8, c="0.8",
-                     label=f"evaluated ({len(evaluated)})")
+                     label=f"scored by the search ({len(evaluated)})")
     axes.scatter([r["params_m"] for r in population], [r["r_score"] for r in population], s=18, c="tab:blue",
                  label="final population")
     ordered = sorted(front, key=lambda r: r["params_m"])
