@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+from .registry import ProxyError
+
 
 def timed_measure(proxy, genotype, images, labels, seed):
     """(components, seconds, torch threads): the thread count where the scoring ran, because
@@ -55,7 +57,9 @@ class RayEvaluator:
     the cluster at ``ray_address``), balancing load with ``ray.util.ActorPool``.
 
     ``gpus_per_worker`` may be fractional (0.25 puts four actors on one GPU); the actors'
-    proxies then run on ``cuda``."""
+    proxies then run on the GPU Ray assigned them. With ``gpus_per_worker=0`` they run on
+    the CPU: an actor that reserved no GPU must not open one Ray does not account for. Asking
+    for more GPU than the cluster has is an error, not actors left pending forever."""
 
     def __init__(self, proxy_name, proxy_kwargs, images, labels, workers=2, ray_address=None,
                  gpus_per_worker=0.0, threads_per_worker=1):
@@ -66,9 +70,15 @@ class RayEvaluator:
         if self._started_ray:
             ray.init(address=ray_address, num_cpus=None if ray_address else workers, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
+        available = ray.cluster_resources().get("GPU", 0.0)
+        if workers * gpus_per_worker > available + 1e-9:
+            if self._started_ray:
+                ray.shutdown()
+            raise ProxyError(f"{workers} workers x gpus_per_worker={gpus_per_worker} need "
+                             f"{workers * gpus_per_worker:g} GPUs, the Ray cluster has {available:g}")
         kwargs = dict(proxy_kwargs)
-        if gpus_per_worker:
-            kwargs["device"] = "cuda"
+        # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, so "cuda" is the one it was given
+        kwargs["device"] = "cuda" if gpus_per_worker else "cpu"
         actor = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(ProxyWorker)
         batch = ray.put((images.cpu(), labels.cpu()))
         self.actors = [actor.remote(proxy_name, kwargs, batch, threads_per_worker) for _ in range(workers)]

@@ -85,6 +85,15 @@ def resolve_device(device) -> torch.device:
     return resolved
 
 
+def exact_numerics():
+    """The cuDNN settings proxies measure under (a context manager; no effect on the CPU):
+    no TF32, whose rounding flips Ψ's near-zero signs and moves Φ in its 3rd digit; no
+    autotuning and deterministic kernels, so the same seed gives the same score in every
+    process, a Ray actor's included. The previous settings come back afterwards."""
+    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
+                                      allow_tf32=False)
+
+
 class Proxy:
     """What the search needs from a proxy. Subclasses set ``name`` and ``config`` and
     implement ``measure``; the others have sensible defaults."""

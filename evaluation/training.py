@@ -458,7 +458,9 @@ class Trainer:
         else:
             self.log(f"resuming {spec.describe()} after epoch {start_epoch}/{c['epochs']} from {checkpoint_path}")
         if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            # a resumed run must pick the same convolution algorithms as an uninterrupted one
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
 
         attack = self._training_attack(model)
         n_eval = len(x_test) if c["eval_n"] is None else min(c["eval_n"], len(x_test))
@@ -512,10 +514,9 @@ class Trainer:
             return torchattacks.TPGD(model, eps=c["eps"], alpha=c["alpha"], steps=c["steps"])
         return None
 
-    def _loss(self, model, attack, x, y, spec):
+    def _loss(self, model, adversarial, x, y, spec):
         c = self.config
         method = c["method"]
-        adversarial = attack(x, y) if attack is not None else None
         logits = model(adversarial if method == "pgd" else x)
         loss = F.cross_entropy(logits, y)
         if spec.auxiliary and model.body.aux_logits is not None:
@@ -538,8 +539,11 @@ class Trainer:
             if c["augment"]:
                 x = augment_batch(x, generator)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            # the attack stays in float32: under fp16 autocast its input gradient underflows
+            # and sign(0) leaves those pixels unattacked, silently weakening the training attack
+            adversarial = attack(x, y) if attack is not None else None
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                loss, logits = self._loss(model, attack, x, y, spec)
+                loss, logits = self._loss(model, adversarial, x, y, spec)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if c["grad_clip"]:

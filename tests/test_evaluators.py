@@ -31,3 +31,12 @@ def test_two_ray_workers_score_exactly_as_in_process(genotypes, tmp_path):
     reread = RobustNASProblem(**options, archive=tmp_path / "archive.jsonl")
     reread.score_genotypes(genotypes)
     assert reread.n_scored == 0 and len(reread.archive) == len(genotypes)
+
+
+def test_asking_for_more_gpu_than_the_cluster_has_fails_at_once_and_leaves_no_cluster():
+    ray = pytest.importorskip("ray")
+    from evaluation.registry import ProxyError
+    with pytest.raises(ProxyError, match=r"need 1 GPUs, the Ray cluster has 0"):
+        # this machine has no GPU: without the check the two actors would wait forever
+        RobustNASProblem(dataset="digits", device="cpu", n_calibration=0, workers=2, gpus_per_worker=0.5)
+    assert not ray.is_initialized()

@@ -353,6 +353,33 @@ def test_measure_is_reproducible_and_order_independent():
     assert scorer.measure(genotype, x, y, seed=1) != first
 
 
+@pytest.mark.parametrize("name", ["rscore", "synflow"])
+def test_proxies_measure_without_tf32_or_autotuning_and_restore_the_settings(name, monkeypatch):
+    """On a GPU, TF32 rounding and autotuned kernels would make scores depend on the process
+    that computed them; the settings a proxy sees are checked here, where no GPU is needed."""
+    import evaluation.rscore as rscore_module
+    from evaluation.zoo import synflow as synflow_module
+    seen = []
+    module, function = (rscore_module, "psi") if name == "rscore" else (synflow_module.Synflow, "compute")
+    original = getattr(module, function)
+
+    def recording(*args, **kwargs):
+        cudnn = torch.backends.cudnn
+        seen.append((cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, function, recording)
+    data = load_dataset("digits")
+    x, y = proxy_batch(data, 8)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    scorer = get_proxy(name, device="cpu", n_images=8, mean=data.mean, std=data.std,
+                       **({"psi_inits": 2} if name == "rscore" else {}))
+    scorer.measure(darts_v2(), x, y, seed=0)
+    assert seen == [(False, False, True)]
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cudnn.benchmark
+
+
 def test_measure_needs_enough_valid_images():
     data = load_dataset("digits")
     scorer = get_proxy("rscore", device="cpu")

@@ -197,3 +197,34 @@ def test_resuming_a_checkpoint_of_another_architecture_exits_2(tmp_path, capsys)
     # a second run into a folder that holds a checkpoint must say so rather than overwrite it
     assert tiny_cli_run(tmp_path) == 2
     assert "--resume" in error_line(capsys)
+
+
+def test_the_training_attack_runs_in_float32_under_mixed_precision(tmp_path, monkeypatch):
+    """fp16 autocast would underflow the attack's input gradient (sign(0) leaves pixels
+    unattacked); only the model's forward and loss belong under autocast."""
+    import evaluation.training as training
+    monkeypatch.setattr(training, "use_amp", lambda setting, device: True)  # CPU autocast stands in for CUDA's
+    original = training.Trainer._training_attack
+    inside_autocast, forward_precision = [], []
+
+    def recording_attack(self, model):
+        attack = original(self, model)
+
+        def run(x, y):
+            inside_autocast.append(torch.is_autocast_enabled("cpu"))
+            return attack(x, y)
+        return run
+
+    monkeypatch.setattr(training.Trainer, "_training_attack", recording_attack)
+    original_loss = training.Trainer._loss
+
+    def recording_loss(self, model, adversarial, x, y, spec):
+        forward_precision.append(torch.is_autocast_enabled("cpu"))
+        return original_loss(self, model, adversarial, x, y, spec)
+
+    monkeypatch.setattr(training.Trainer, "_loss", recording_loss)
+    with pytest.warns(UserWarning):  # GradScaler("cuda") disables itself without a GPU
+        train(dict(TINY, method="pgd", steps=1, epochs=1, n_train=64, eval_n=0, seed=0, out_dir=str(tmp_path)),
+              log=quiet)
+    assert inside_autocast and not any(inside_autocast)
+    assert forward_precision and all(forward_precision)

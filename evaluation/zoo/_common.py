@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..datasets import NormalizedNet
-from ..registry import Proxy, ProxyError, proxy, resolve_device
+from ..registry import Proxy, ProxyError, exact_numerics, proxy, resolve_device
 
 PRESETS = ("reference", "paper")
 
@@ -131,7 +131,7 @@ class ZooProxy(Proxy):
     def measure(self, genotype, images, labels, seed: int) -> dict:
         x, y = self.batch(images, labels)
         try:
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), exact_numerics():
                 torch.manual_seed(int(seed) + 1)
                 components = self.compute(genotype, x, y, int(seed))
         except (RuntimeError, ValueError, FloatingPointError, ZeroDivisionError) as error:
