@@ -255,3 +255,22 @@ def test_a_disconnected_nb201_cell_is_flagged_not_ranked():
         p = get_proxy(name, device="cpu")
         c = p.measure(dead, x, y, 0)
         assert not p.is_valid(c) and math.isnan(p.score(c))
+
+
+@pytest.mark.parametrize("error", [torch.AcceleratorError("CUDA error: device-side assert triggered"),
+                                   torch.OutOfMemoryError("CUBLAS_STATUS_ALLOC_FAILED")])
+def test_device_failures_propagate_instead_of_becoming_a_nan_score(error, monkeypatch):
+    """A numeric failure flags the architecture; a failing device must stop the run instead."""
+    p = get_proxy("grad_norm", device="cpu")
+
+    raised = [error]
+
+    def fail(*args, **kwargs):
+        raise raised[0]
+
+    monkeypatch.setattr(type(p), "compute", fail)
+    x, y = batch(4)
+    with pytest.raises(type(error)):
+        p.measure(GENOTYPE, x, y, 0)
+    raised[0] = RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    assert math.isnan(p.measure(GENOTYPE, x, y, 0)["score"])

@@ -135,7 +135,10 @@ class ZooProxy(Proxy):
                 torch.manual_seed(int(seed) + 1)
                 components = self.compute(genotype, x, y, int(seed))
         except (RuntimeError, ValueError, FloatingPointError, ZeroDivisionError) as error:
-            if "out of memory" in str(error).lower():
+            # a broken device or exhausted memory says nothing about the architecture: storing it
+            # as a NaN score would flag it for good
+            if isinstance(error, (torch.AcceleratorError, torch.OutOfMemoryError)) or \
+                    "out of memory" in str(error).lower():
                 raise
             return {"score": math.nan, "error": 1.0}
         return {k: finite(v) for k, v in components.items()}
