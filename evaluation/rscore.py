@@ -638,18 +638,18 @@ class RScore(Proxy):
             # oneDNN runs these few-channel convolutions several times faster channels-last
             inputs = inputs.contiguous(memory_format=torch.channels_last)
             normalised = normalised.contiguous(memory_format=torch.channels_last)
+
+        def replicate(copies):
+            replicated = build_proxy_network(genotype, preset=self.network, num_classes=self.num_classes,
+                                             replicas=copies).to(self.device)
+            return use_shift_pools(replicated) if self.device.type == "cpu" else replicated
+
         with exact_numerics():
             start = time.perf_counter()
             phi_value = phi(attacked, inputs, labels, beta=self.beta, epsilon=self.epsilon, gamma=self.gamma,
                             similarity=self.similarity, generator=torch.Generator().manual_seed(phi_seed),
                             input_range=box)
             middle = time.perf_counter()
-
-            def replicate(copies):
-                replicated = build_proxy_network(genotype, preset=self.network, num_classes=self.num_classes,
-                                                 replicas=copies).to(self.device)
-                return use_shift_pools(replicated) if self.device.type == "cpu" else replicated
-
             psi_value = psi(network, normalised, self.psi_inits, torch.Generator().manual_seed(psi_seed),
                             replicate=replicate)
             self.last_timing = {"psi_s": time.perf_counter() - middle, "phi_s": middle - start}

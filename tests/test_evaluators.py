@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from evaluation.registry import ProxyError
 from nas_problem import RobustNASProblem
 
 
@@ -35,7 +36,6 @@ def test_two_ray_workers_score_exactly_as_in_process(genotypes, tmp_path):
 
 def test_asking_for_more_gpu_than_the_cluster_has_fails_at_once_and_leaves_no_cluster():
     ray = pytest.importorskip("ray")
-    from evaluation.registry import ProxyError
     with pytest.raises(ProxyError, match=r"need 1 GPUs, the Ray cluster has 0"):
         # this machine has no GPU: without the check the two actors would wait forever
         RobustNASProblem(dataset="digits", device="cpu", n_calibration=0, workers=2, gpus_per_worker=0.5)

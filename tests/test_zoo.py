@@ -261,16 +261,15 @@ def test_a_disconnected_nb201_cell_is_flagged_not_ranked():
                                    torch.OutOfMemoryError("CUBLAS_STATUS_ALLOC_FAILED")])
 def test_device_failures_propagate_instead_of_becoming_a_nan_score(error, monkeypatch):
     """A numeric failure flags the architecture; a failing device must stop the run instead."""
+    def raising(exception):
+        def compute(*args, **kwargs):
+            raise exception
+        return compute
+
     p = get_proxy("grad_norm", device="cpu")
-
-    raised = [error]
-
-    def fail(*args, **kwargs):
-        raise raised[0]
-
-    monkeypatch.setattr(type(p), "compute", fail)
     x, y = batch(4)
+    monkeypatch.setattr(type(p), "compute", raising(error))
     with pytest.raises(type(error)):
         p.measure(GENOTYPE, x, y, 0)
-    raised[0] = RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    monkeypatch.setattr(type(p), "compute", raising(RuntimeError("mat1 and mat2 shapes cannot be multiplied")))
     assert math.isnan(p.measure(GENOTYPE, x, y, 0)["score"])
