@@ -399,3 +399,24 @@ def test_similarities_at_their_extremes():
     assert float(cosine_similarity(a, a)) == pytest.approx(2.0)
     assert float(cosine_similarity(a, -a)) == pytest.approx(0.0, abs=1e-6)
     assert math.isnan(float(js_similarity(torch.tensor([float("nan"), 1.0, 2.0]), a)))
+
+
+@pytest.mark.parametrize("name", ["cosine", "js"])
+def test_paired_similarities_equal_one_pair_at_a_time(monkeypatch, name):
+    """Φ's batched similarities: pairs of several sizes, in mixed order, some batches split by
+    the element limit, one pair holding a NaN; each value is that pair's own similarity."""
+    from evaluation import rscore
+    similarity = rscore.SIMILARITIES[name]
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(2, 3, 4, 4), (5,), (2, 3, 4, 4), (7, 1), (5,), (2, 3, 4, 4), (2, 3, 4, 4), (1,)]
+    first = [torch.randn(s, generator=generator) * 4 for s in shapes]
+    second = [a + torch.randn(a.shape, generator=generator) for a in first]
+    second[3] = second[3].clone()
+    second[3][0, 0] = float("nan")
+    monkeypatch.setitem(rscore.SIMILARITY_BATCH_ELEMENTS, "cpu", 200)  # 2 rows of 96 per batch
+    batched = rscore.paired_similarities(similarity, first, second)
+    one_by_one = torch.stack([similarity(a.flatten(), b.flatten()) for a, b in zip(first, second)])
+    assert batched.shape == (len(shapes),)
+    assert torch.allclose(batched, one_by_one, rtol=1e-6, atol=0, equal_nan=True)
+    assert math.isnan(float(batched[3])) and not torch.isnan(batched[[0, 1, 2, 4, 5, 6, 7]]).any()
+    assert rscore.paired_similarities(similarity, [], []).numel() == 0
