@@ -4,9 +4,14 @@ in-process (one torch thread), on 1 Ray worker and on 2 (one thread each), throu
 speed-up over one worker, and whether every worker count gave identical components.
 
     python examples/bench_workers.py --n 40 --workers 1,2
+    python examples/bench_workers.py --device cuda --n 200 --workers 1,4,8
 
-Ray's start-up (a local cluster, the actors, the data batch) is timed separately: it is paid
-once per search, not per architecture.
+With ``--device cuda`` the in-process row scores on the GPU, and W workers share it with
+``gpus_per_worker`` = 1/W each (or ``--gpus-per-worker``): several small networks in flight
+on one device at once.
+
+Ray's start-up (a local cluster, the actors, the data batch, one warm-up architecture per
+process) is timed separately: it is paid once per search, not per architecture.
 """
 from __future__ import annotations
 
@@ -32,23 +37,34 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", default="1,2", help="comma-separated Ray worker counts (default 1,2)")
     parser.add_argument("--preset", default="reference")
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture sample and the proxy")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--gpus-per-worker", type=float, default=None,
+                        help="GPU share of each worker with --device cuda (default 1/W for W workers)")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
     if args.n < 1 or any(w < 1 for w in counts):
         parser.error("--n and every worker count must be at least 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch sees no CUDA device")
     torch.set_num_threads(1)
     space = DartsSpace()
     rng = np.random.default_rng(args.seed)
     genotypes = [space.decode(space.random_x(rng)) for _ in range(args.n)]
-    options = dict(dataset="digits", proxy="rscore", preset=args.preset, device="cpu", seed=args.seed,
+    # scored before the clock starts, one per process: CUDA contexts, kernels, allocators
+    warm_up = [space.decode(space.random_x(rng)) for _ in range(max(counts))]
+    options = dict(dataset="digits", proxy="rscore", preset=args.preset, device=args.device, seed=args.seed,
                    n_calibration=0)
-    print(describe_machine(torch.device("cpu")))
-    print(f"{args.n} random DARTS architectures, rscore:{args.preset}, one torch thread per process")
+    print(describe_machine(torch.device(args.device)))
+    print(f"{args.n} random DARTS architectures, rscore:{args.preset} on {args.device}, one torch thread per process")
 
     rows, results = [], {}
     for workers in [0] + counts:
         start = time.perf_counter()
-        problem = RobustNASProblem(**options, workers=workers)
+        share = 0.0
+        if workers and args.device == "cuda":
+            share = args.gpus_per_worker or 1.0 / workers
+        problem = RobustNASProblem(**options, workers=workers, gpus_per_worker=share)
+        problem.score_genotypes(warm_up[:max(1, workers)])
         startup = time.perf_counter() - start
         try:
             start = time.perf_counter()

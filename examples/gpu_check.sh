@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The GPU checks and the figures of the README's GPU section, in one run of about 8 minutes on
+# an H100-class GPU: the CUDA tests, R-Score speed against the reference on the GPU (both
+# presets), architectures per second with 1, 4 and 8 Ray workers sharing the GPU, the default
+# search's wall time on 8 workers, and GPU memory over 1,000 evaluations.
+#
+#   bash examples/gpu_check.sh [LOG_DIR]        # everything goes to LOG_DIR/gpu_check.log
+#
+# Run it from the repository root with the project's dependencies importable (an installed
+# checkout, or PYTHONPATH). Each step has its own time limit, so a slow or failing step costs
+# its limit and the steps after it still run; the log keeps every step's full output and exit
+# status. Steps run in order of importance: correctness first, then the figures.
+set -u
+log_dir=${1:-runs/gpu_check}
+mkdir -p "$log_dir" runs/gpu_check
+log="$log_dir/gpu_check.log"
+: > "$log"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+step() {
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name (limit ${limit}s, started $(date +%T)): $*" | tee -a "$log"
+    local start=$SECONDS
+    timeout "$limit" "$@" >> "$log" 2>&1
+    local status=$?
+    echo "== $name: exit $status after $((SECONDS - start))s" | tee -a "$log"
+}
+
+step machine 30 bash -c 'nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv;
+    python3 -c "import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda,
+    torch.cuda.get_device_name(0), torch.cuda.is_available())"; nproc;
+    python3 -c "import pymoo, torchattacks, ray, sklearn, scipy, yaml, matplotlib; print(\"imports ok\")"'
+step tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py
+step speed_reference 80 python3 examples/bench_proxy_speed.py --device cuda --n 50 --presets reference
+step speed_paper 60 python3 examples/bench_proxy_speed.py --device cuda --n 20 --presets paper
+step workers 100 python3 examples/bench_workers.py --device cuda --n 200 --workers 1,4,8
+step default_search 100 python3 -m trnas.cli search --config default device=cuda workers=8 gpus_per_worker=0.125 \
+    out_dir=runs/gpu_check/default_search
+cp runs/gpu_check/default_search/summary.json "$log_dir/default_search_summary.json" 2>/dev/null
+step memory 80 python3 examples/bench_memory.py --device cuda --n 1000 --every 100
+echo "== done $(date +%T)" | tee -a "$log"
