@@ -8,26 +8,19 @@ and with the CPU, and repeat exactly.
 """
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from evaluation import available_proxies, get_proxy, load_dataset, proxy_batch
 from evaluation.training import train
 from helpers import RACL
-from nas_problem import DartsSpace, RobustNASProblem
+from nas_problem import RobustNASProblem
 from reference_rscore import reference_measure
-from test_reference_rscore import PHI_REL, PSI_REL
+from test_reference_rscore import PHI_REL, PSI_REL, random_genotypes
 from trnas.cli import main
 
 DEVICE = "cuda"
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device")
-
-
-def random_genotypes(n, seed=0):
-    space = DartsSpace()
-    rng = np.random.default_rng(seed)
-    return [space.decode(space.random_x(rng)) for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
