@@ -5,9 +5,12 @@ search seed and the architecture), so neither order nor worker changes a score.
 """
 from __future__ import annotations
 
+import math
 import time
 
 from .registry import ProxyError
+
+RAY_RESOURCE_UNITS = 10_000
 
 
 def timed_measure(proxy, genotype, images, labels, seed):
@@ -17,6 +20,17 @@ def timed_measure(proxy, genotype, images, labels, seed):
     start = time.perf_counter()
     components = proxy.measure(genotype, images, labels, seed)
     return components, time.perf_counter() - start, torch.get_num_threads()
+
+
+def ray_gpu_share(gpus_per_worker: float) -> float:
+    """``gpus_per_worker`` floored to Ray's resolution (1/10000 of a GPU). Ray keeps only that
+    precision; floored, W shares of 1/W fit on one GPU, where rounded, 7 shares of 0.1429 would
+    not and the seventh actor would wait forever."""
+    share = math.floor(float(gpus_per_worker) * RAY_RESOURCE_UNITS + 1e-6) / RAY_RESOURCE_UNITS
+    if gpus_per_worker > 0 and share == 0:
+        raise ProxyError(f"gpus_per_worker={gpus_per_worker:g} is below Ray's resolution of "
+                         f"{1 / RAY_RESOURCE_UNITS:g} GPU")
+    return share
 
 
 class InProcessEvaluator:
@@ -66,20 +80,21 @@ class RayEvaluator:
         import ray
         from ray.util import ActorPool
 
+        share = ray_gpu_share(gpus_per_worker)
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
             ray.init(address=ray_address, num_cpus=None if ray_address else workers, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
         available = ray.cluster_resources().get("GPU", 0.0)
-        if workers * gpus_per_worker > available + 1e-9:
+        if workers * share > available + 1e-9:
             if self._started_ray:
                 ray.shutdown()
-            raise ProxyError(f"{workers} workers x gpus_per_worker={gpus_per_worker} need "
-                             f"{workers * gpus_per_worker:g} GPUs, the Ray cluster has {available:g}")
+            raise ProxyError(f"{workers} workers x gpus_per_worker={share:g} need "
+                             f"{workers * share:g} GPUs, the Ray cluster has {available:g}")
         kwargs = dict(proxy_kwargs)
         # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, so "cuda" is the one it was given
-        kwargs["device"] = "cuda" if gpus_per_worker else "cpu"
-        actor = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(ProxyWorker)
+        kwargs["device"] = "cuda" if share else "cpu"
+        actor = ray.remote(num_cpus=1, num_gpus=share)(ProxyWorker)
         batch = ray.put((images.cpu(), labels.cpu()))
         self.actors = [actor.remote(proxy_name, kwargs, batch, threads_per_worker) for _ in range(workers)]
         self.pool = ActorPool(self.actors)

@@ -72,8 +72,13 @@ def paired_similarities(similarity, first, second) -> torch.Tensor:
     if not first:
         return torch.zeros(0)
     limit = SIMILARITY_BATCH_ELEMENTS.get(first[0].device.type, SIMILARITY_BATCH_ELEMENTS["cpu"])
+    if len(first) != len(second):
+        raise ValueError(f"{len(first)} tensors paired with {len(second)}")
     by_size = {}
-    for i, tensor in enumerate(first):
+    for i, (tensor, other) in enumerate(zip(first, second)):
+        # the similarities would broadcast a mismatched pair instead of failing
+        if tensor.shape != other.shape:
+            raise ValueError(f"pair {i} has shapes {tuple(tensor.shape)} and {tuple(other.shape)}")
         by_size.setdefault(tensor.numel(), []).append(i)
     values = [None] * len(first)
     for size, indices in by_size.items():

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# The GPU checks and the figures of the README's GPU section, in one run of about 8 minutes on
-# an H100-class GPU: the CUDA tests, R-Score speed against the reference on the GPU (both
-# presets), architectures per second with 1, 4 and 8 Ray workers sharing the GPU, the default
-# search's wall time on 8 workers, and GPU memory over 1,000 evaluations.
+# The GPU checks and the figures of the README's GPU section: the CUDA tests, R-Score speed
+# against the reference on the GPU (both presets), architectures per second with 1, 4 and 8
+# Ray workers sharing the GPU, the default search's wall time on 8 workers, and GPU memory
+# over 1,000 evaluations.
 #
-#   bash examples/gpu_check.sh [LOG_DIR]        # everything goes to LOG_DIR/gpu_check.log
+#   bash examples/gpu_check.sh LOG_DIR [STEP ...]     # default: every step, in this order
+#
+# Steps and their time limits: machine (30 s), tests (180 s), speed_reference (80 s),
+# speed_paper (60 s) | workers (100 s), default_search (100 s), memory (80 s) -- about 10
+# minutes in all, so on a machine that stops a command after 10 minutes run it in two calls,
+# split at the bar. Each step's full output and exit status go to LOG_DIR/gpu_check.log; a
+# slow or failing step costs its limit and the steps after it still run.
 #
 # Run it from the repository root with the project's dependencies importable (an installed
-# checkout, or PYTHONPATH). Each step has its own time limit, so a slow or failing step costs
-# its limit and the steps after it still run; the log keeps every step's full output and exit
-# status. Steps run in order of importance: correctness first, then the figures.
+# checkout, or PYTHONPATH).
 set -u
 log_dir=${1:-runs/gpu_check}
+shift $(( $# > 0 ? 1 : 0 ))
+steps=${*:-machine tests speed_reference speed_paper workers default_search memory}
 mkdir -p "$log_dir" runs/gpu_check
 log="$log_dir/gpu_check.log"
 : > "$log"
@@ -20,6 +26,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 step() {
     local name=$1 limit=$2
     shift 2
+    case " $steps " in *" $name "*) ;; *) return ;; esac
     echo "== $name (limit ${limit}s, started $(date +%T)): $*" | tee -a "$log"
     local start=$SECONDS
     timeout "$limit" "$@" >> "$log" 2>&1
@@ -31,10 +38,12 @@ step machine 30 bash -c 'nvidia-smi --query-gpu=name,memory.total,driver_version
     python3 -c "import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda,
     torch.cuda.get_device_name(0), torch.cuda.is_available())"; nproc;
     python3 -c "import pymoo, torchattacks, ray, sklearn, scipy, yaml, matplotlib; print(\"imports ok\")"'
-step tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py
+step tests 180 python3 -m pytest -v -rA --durations=15 -p no:cacheprovider tests/test_gpu.py
 step speed_reference 80 python3 examples/bench_proxy_speed.py --device cuda --n 50 --presets reference
 step speed_paper 60 python3 examples/bench_proxy_speed.py --device cuda --n 20 --presets paper
 step workers 100 python3 examples/bench_workers.py --device cuda --n 200 --workers 1,4,8
+# a fresh folder: an archive left by an earlier run would be reused and nothing timed
+rm -rf runs/gpu_check/default_search
 step default_search 100 python3 -m trnas.cli search --config default device=cuda workers=8 gpus_per_worker=0.125 \
     out_dir=runs/gpu_check/default_search
 cp runs/gpu_check/default_search/summary.json "$log_dir/default_search_summary.json" 2>/dev/null

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from evaluation.datasets import Normalize
+from evaluation.registry import exact_numerics
 from evaluation.rscore import PRESETS, default_init, fgsm_attack, gaussian_inits
 from nas_problem import Genotype, build_proxy_network
 
@@ -161,12 +162,14 @@ def reference_measure(genotype, images, labels, seed: int, preset: str = "refere
         attacked, inputs, box = network, normalised, None
     else:
         attacked, inputs, box = nn.Sequential(normalize, network), images, (0.0, 1.0)
-    start = time.perf_counter()
-    phi_value = reference_phi(attacked, inputs, labels, beta=knobs["beta"], epsilon=knobs["epsilon"],
-                              gamma=knobs["gamma"], similarity=knobs["similarity"],
-                              generator=torch.Generator().manual_seed(phi_seed), input_range=box)
-    middle = time.perf_counter()
-    psi_value = reference_psi(network, normalised, knobs["psi_inits"], torch.Generator().manual_seed(psi_seed))
+    # on a GPU, cuDNN's default TF32 would flip Ψ's near-zero signs: measure as production does
+    with exact_numerics():
+        start = time.perf_counter()
+        phi_value = reference_phi(attacked, inputs, labels, beta=knobs["beta"], epsilon=knobs["epsilon"],
+                                  gamma=knobs["gamma"], similarity=knobs["similarity"],
+                                  generator=torch.Generator().manual_seed(phi_seed), input_range=box)
+        middle = time.perf_counter()
+        psi_value = reference_psi(network, normalised, knobs["psi_inits"], torch.Generator().manual_seed(psi_seed))
     if timing is not None:  # both return Python floats, so the device has finished
         timing.update(psi_s=time.perf_counter() - middle, phi_s=middle - start)
     return {"psi": psi_value, "phi": phi_value}

@@ -40,3 +40,14 @@ def test_asking_for_more_gpu_than_the_cluster_has_fails_at_once_and_leaves_no_cl
         # this machine has no GPU: without the check the two actors would wait forever
         RobustNASProblem(dataset="digits", device="cpu", n_calibration=0, workers=2, gpus_per_worker=0.5)
     assert not ray.is_initialized()
+
+
+def test_gpu_shares_are_floored_to_rays_resolution_so_w_shares_fit_one_gpu():
+    from evaluation.evaluators import ray_gpu_share
+    assert ray_gpu_share(0.125) == 0.125 and ray_gpu_share(0.1) == 0.1 and ray_gpu_share(0) == 0
+    for workers in range(1, 17):
+        share = ray_gpu_share(1 / workers)
+        # Ray keeps 4 decimals: in its own units the shares must add up to at most one GPU
+        assert workers * round(share * 10_000) <= 10_000 and share > 1 / workers - 1e-4
+    with pytest.raises(ProxyError, match="below Ray's resolution"):
+        ray_gpu_share(0.00004)

@@ -189,3 +189,15 @@ def test_a_search_runs_on_the_nas_bench_201_space_with_rscore():
     assert result.X.shape[1] == 6
     assert str(problem.decode(result.X[0])).startswith("|")
     assert np.all(np.isfinite(result.F))
+
+
+def test_a_search_runs_with_a_zoo_proxy_on_the_batch_it_asks_for():
+    # zoo proxies take the batch they are given unless n_images is set (their config then holds None)
+    problem = RobustNASProblem(dataset="digits", proxy="snip", device="cpu", seed=0, n_calibration=0)
+    assert problem.evaluator.images.shape[0] == 16
+    sized = RobustNASProblem(dataset="digits", proxy="snip", device="cpu", seed=0, n_calibration=0,
+                             proxy_kwargs={"n_images": 8})
+    assert sized.evaluator.images.shape[0] == 8
+    result = minimize(problem, TRNASAlgorithm(pop_size=4, n_clusters=1), ("n_gen", 2), seed=0)
+    assert np.all(np.isfinite(result.F)) and np.all(result.F > 0)
+    assert all(record["valid"] and record["proxy"] == "snip" for record in problem.archive.records_of(problem.proxy_id))

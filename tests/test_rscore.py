@@ -420,3 +420,5 @@ def test_paired_similarities_equal_one_pair_at_a_time(monkeypatch, name):
     assert torch.allclose(batched, one_by_one, rtol=1e-6, atol=0, equal_nan=True)
     assert math.isnan(float(batched[3])) and not torch.isnan(batched[[0, 1, 2, 4, 5, 6, 7]]).any()
     assert rscore.paired_similarities(similarity, [], []).numel() == 0
+    with pytest.raises(ValueError, match=r"pair 1 has shapes \(5,\) and \(1,\)"):
+        rscore.paired_similarities(similarity, first[:2], [second[0], torch.ones(1)])
