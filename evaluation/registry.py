@@ -104,6 +104,14 @@ class Proxy:
     # the revision of the code behind the numbers: a change that moves a proxy's values, even
     # in their last digits, bumps it, so archives scored before are not reused as if current
     revision: int = 1
+    # the batch of a proxy that scores whatever it is given (its config's n_images is None or
+    # absent): the R-Score reference preset's B
+    default_images: int = 16
+
+    @property
+    def batch_size(self) -> int:
+        """The images to score with: the proxy's ``n_images`` knob, else ``default_images``."""
+        return self.config.get("n_images") or self.default_images
 
     def measure(self, genotype, images, labels, seed: int) -> dict:
         raise NotImplementedError

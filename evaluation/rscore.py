@@ -69,27 +69,25 @@ def paired_similarities(similarity, first, second) -> torch.Tensor:
     Pairs of the same size are stacked and computed together, as many per batch as
     ``SIMILARITY_BATCH_ELEMENTS`` allows: a handful of batched calls instead of one small call
     per layer (a network has hundreds)."""
+    if len(first) != len(second):
+        raise ValueError(f"{len(first)} tensors paired with {len(second)}")
     if not first:
         return torch.zeros(0)
     limit = SIMILARITY_BATCH_ELEMENTS.get(first[0].device.type, SIMILARITY_BATCH_ELEMENTS["cpu"])
-    if len(first) != len(second):
-        raise ValueError(f"{len(first)} tensors paired with {len(second)}")
     by_size = {}
     for i, (tensor, other) in enumerate(zip(first, second)):
         # the similarities would broadcast a mismatched pair instead of failing
         if tensor.shape != other.shape:
             raise ValueError(f"pair {i} has shapes {tuple(tensor.shape)} and {tuple(other.shape)}")
         by_size.setdefault(tensor.numel(), []).append(i)
-    values = [None] * len(first)
+    values = first[0].new_empty(len(first))
     for size, indices in by_size.items():
         rows = max(1, limit // max(1, size))
         for start in range(0, len(indices), rows):
             batch = indices[start:start + rows]
-            result = similarity(torch.stack([first[i].reshape(-1) for i in batch]),
-                                torch.stack([second[i].reshape(-1) for i in batch]))
-            for i, value in zip(batch, result.unbind()):
-                values[i] = value
-    return torch.stack(values)
+            values[batch] = similarity(torch.stack([first[i].reshape(-1) for i in batch]),
+                                       torch.stack([second[i].reshape(-1) for i in batch]))
+    return values
 
 
 SIMILARITIES = {"cosine": cosine_similarity, "js": js_similarity}

@@ -23,10 +23,14 @@ log="$log_dir/gpu_check.log"
 : > "$log"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
+selected() {
+    case " $steps " in *" $1 "*) return 0 ;; *) return 1 ;; esac
+}
+
 step() {
     local name=$1 limit=$2
     shift 2
-    case " $steps " in *" $name "*) ;; *) return ;; esac
+    selected "$name" || return
     echo "== $name (limit ${limit}s, started $(date +%T)): $*" | tee -a "$log"
     local start=$SECONDS
     timeout "$limit" "$@" >> "$log" 2>&1
@@ -42,10 +46,12 @@ step tests 180 python3 -m pytest -v -rA --durations=15 -p no:cacheprovider tests
 step speed_reference 80 python3 examples/bench_proxy_speed.py --device cuda --n 50 --presets reference
 step speed_paper 60 python3 examples/bench_proxy_speed.py --device cuda --n 20 --presets paper
 step workers 100 python3 examples/bench_workers.py --device cuda --n 200 --workers 1,4,8
-# a fresh folder: an archive left by an earlier run would be reused and nothing timed
-rm -rf runs/gpu_check/default_search
-step default_search 100 python3 -m trnas.cli search --config default device=cuda workers=8 gpus_per_worker=0.125 \
-    out_dir=runs/gpu_check/default_search
-cp runs/gpu_check/default_search/summary.json "$log_dir/default_search_summary.json" 2>/dev/null
+if selected default_search; then
+    # a fresh folder: an archive left by an earlier run would be reused and nothing timed
+    rm -rf runs/gpu_check/default_search
+    step default_search 100 python3 -m trnas.cli search --config default device=cuda workers=8 \
+        gpus_per_worker=0.125 out_dir=runs/gpu_check/default_search
+    cp runs/gpu_check/default_search/summary.json "$log_dir/default_search_summary.json" 2>/dev/null
+fi
 step memory 80 python3 examples/bench_memory.py --device cuda --n 1000 --every 100
 echo "== done $(date +%T)" | tee -a "$log"

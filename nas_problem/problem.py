@@ -16,8 +16,6 @@ from .spaces import get_space
 # a flagged architecture (non-finite proxy value) gets an inverse score worse than any valid one:
 # R-Score lies in [1, 1000], so 1 / R-Score lies in [0.001, 1]
 FLAGGED_INVERSE_SCORE = 2.0
-# the batch size for a proxy that takes the batch it is given (the R-Score reference preset's B)
-DEFAULT_PROXY_IMAGES = 16
 
 
 class BudgetError(ValueError):
@@ -60,9 +58,7 @@ class RobustNASProblem(Problem):
             knobs.setdefault("preset", preset)
         knobs.update(num_classes=self.dataset.num_classes, mean=self.dataset.mean, std=self.dataset.std)
         self.proxy = get_proxy(proxy, **knobs, device=self.device)
-        # a zoo proxy's n_images is None when it scores whatever batch it is given
-        n_images = self.proxy.config.get("n_images") or DEFAULT_PROXY_IMAGES
-        images, labels = proxy_batch(self.dataset, n_images, seed=batch_seed)
+        images, labels = proxy_batch(self.dataset, self.proxy.batch_size, seed=batch_seed)
         if workers:
             self.evaluator = RayEvaluator(proxy, {**knobs, "device": self.device.type}, images, labels, workers=workers,
                                           ray_address=ray_address, gpus_per_worker=gpus_per_worker,

@@ -3,7 +3,7 @@ genotype that trains quickly, and reading the one error line a command prints.""
 import numpy as np
 from pymoo.core.problem import Problem
 
-from nas_problem import DartsSpace, count_params
+from nas_problem import DartsSpace, RobustNASProblem, count_params
 
 
 class CheapArchitectureProblem(Problem):
@@ -20,6 +20,17 @@ class CheapArchitectureProblem(Problem):
     def _evaluate(self, X, out, *args, **kwargs):
         score = [1.0 / (1.0 + np.sum(x[1::2] == 3) + 0.1 * np.sum(x[0::2])) for x in X]
         out["F"] = np.column_stack([score, [self.params_of(x) for x in X]])
+
+
+def score_in_process_and_on_workers(genotypes, options: dict, archive, **workers) -> tuple:
+    """(in-process records, Ray-worker records) of ``genotypes`` under the same problem
+    ``options``; the workers' problem writes ``archive`` and is closed afterwards."""
+    local = RobustNASProblem(**options)
+    distributed = RobustNASProblem(**options, **workers, archive=archive)
+    try:
+        return local.score_genotypes(genotypes), distributed.score_genotypes(genotypes)
+    finally:
+        distributed.close()
 
 
 # RACL's cells: convolutions in both cells, so a 2-cell network at C = 4 learns digits in a few epochs

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from evaluation.registry import ProxyError
+from helpers import score_in_process_and_on_workers
 from nas_problem import RobustNASProblem
 
 
@@ -17,13 +18,7 @@ def test_two_ray_workers_score_exactly_as_in_process(genotypes, tmp_path):
     pytest.importorskip("ray")
     options = dict(dataset="digits", proxy="rscore", preset="reference", device="cpu", seed=3, n_calibration=0,
                    proxy_kwargs={"psi_inits": 4})
-    local = RobustNASProblem(**options)
-    distributed = RobustNASProblem(**options, workers=2, archive=tmp_path / "archive.jsonl")
-    try:
-        expected = local.score_genotypes(genotypes)
-        got = distributed.score_genotypes(genotypes)
-    finally:
-        distributed.close()
+    expected, got = score_in_process_and_on_workers(genotypes, options, tmp_path / "archive.jsonl", workers=2)
     assert [r["key"] for r in got] == [r["key"] for r in expected]
     assert [r["components"] for r in got] == [r["components"] for r in expected]
     # each record names the torch thread count it was scored with (scores depend on it)

@@ -13,8 +13,7 @@ import torch
 
 from evaluation import available_proxies, get_proxy, load_dataset, proxy_batch
 from evaluation.training import train
-from helpers import RACL
-from nas_problem import RobustNASProblem
+from helpers import RACL, score_in_process_and_on_workers
 from reference_rscore import reference_measure
 from test_reference_rscore import PHI_REL, PSI_REL, random_genotypes
 from trnas.cli import main
@@ -58,8 +57,7 @@ def test_rscore_on_cuda_repeats_exactly_and_stays_close_to_the_cpu(digits):
 @pytest.mark.parametrize("name", available_proxies())
 def test_every_proxy_scores_on_cuda(digits, name):
     scorer = get_proxy(name, device=DEVICE, mean=digits.mean, std=digits.std)
-    n_images = scorer.config.get("n_images") or 16
-    x, y = proxy_batch(digits, n_images)
+    x, y = proxy_batch(digits, scorer.batch_size)
     genotype = random_genotypes(1, seed=2)[0]
     components = scorer.measure(genotype, x, y, seed=0)
     assert scorer.is_valid(components), components
@@ -70,14 +68,8 @@ def test_ray_actors_share_the_gpu_and_score_as_in_process(tmp_path):
     pytest.importorskip("ray")
     options = dict(dataset="digits", proxy="rscore", preset="reference", device=DEVICE, seed=3, n_calibration=0)
     genotypes = random_genotypes(6, seed=4)
-    local = RobustNASProblem(**options)
-    shared = RobustNASProblem(**options, workers=2, gpus_per_worker=0.5,
-                              archive=tmp_path / "archive.jsonl")
-    try:
-        expected = local.score_genotypes(genotypes)
-        got = shared.score_genotypes(genotypes)
-    finally:
-        shared.close()
+    expected, got = score_in_process_and_on_workers(genotypes, options, tmp_path / "archive.jsonl", workers=2,
+                                                    gpus_per_worker=0.5)
     # the actors' GPU scores, bit for bit (CPU scores would differ in their last digits)
     assert [r["components"] for r in got] == [r["components"] for r in expected]
 

@@ -404,8 +404,10 @@ def test_similarities_at_their_extremes():
 @pytest.mark.parametrize("name", ["cosine", "js"])
 def test_paired_similarities_equal_one_pair_at_a_time(monkeypatch, name):
     """Φ's batched similarities: pairs of several sizes, in mixed order, some batches split by
-    the element limit, one pair holding a NaN; each value is that pair's own similarity."""
+    the element limit, one pair holding a NaN; each value is that pair's own similarity, as
+    the one-pair call and as the reference implementation's float64 formula give it."""
     from evaluation import rscore
+    from reference_rscore import REFERENCE_SIMILARITIES
     similarity = rscore.SIMILARITIES[name]
     generator = torch.Generator().manual_seed(0)
     shapes = [(2, 3, 4, 4), (5,), (2, 3, 4, 4), (7, 1), (5,), (2, 3, 4, 4), (2, 3, 4, 4), (1,)]
@@ -418,6 +420,8 @@ def test_paired_similarities_equal_one_pair_at_a_time(monkeypatch, name):
     one_by_one = torch.stack([similarity(a.flatten(), b.flatten()) for a, b in zip(first, second)])
     assert batched.shape == (len(shapes),)
     assert torch.allclose(batched, one_by_one, rtol=1e-6, atol=0, equal_nan=True)
+    written_out = torch.stack([REFERENCE_SIMILARITIES[name](a, b) for a, b in zip(first, second)]).float()
+    assert torch.allclose(batched, written_out, rtol=1e-5, atol=1e-6, equal_nan=True)
     assert math.isnan(float(batched[3])) and not torch.isnan(batched[[0, 1, 2, 4, 5, 6, 7]]).any()
     assert rscore.paired_similarities(similarity, [], []).numel() == 0
     with pytest.raises(ValueError, match=r"pair 1 has shapes \(5,\) and \(1,\)"):
