@@ -22,6 +22,10 @@ def timed_measure(proxy, genotype, images, labels, seed):
     return components, time.perf_counter() - start, torch.get_num_threads()
 
 
+def _threads(count: int) -> str:
+    return f"{count} torch thread{'s' if count != 1 else ''}"
+
+
 def ray_gpu_share(gpus_per_worker: float) -> float:
     """``gpus_per_worker`` floored to Ray's resolution (1/10000 of a GPU). Ray keeps only that
     precision; floored, W shares of 1/W fit on one GPU, where rounded, 7 shares of 0.1429 would
@@ -30,6 +34,39 @@ def ray_gpu_share(gpus_per_worker: float) -> float:
     if gpus_per_worker > 0 and share == 0:
         raise ProxyError(f"gpus_per_worker={gpus_per_worker:g} is below Ray's resolution of "
                          f"{1 / RAY_RESOURCE_UNITS:g} GPU")
+    return share
+
+
+def worker_gpu_share(gpus_per_worker, device_type: str, cluster_gpus: float, workers: int) -> float:
+    """The GPU share each of ``workers`` actors reserves on a Ray cluster with ``cluster_gpus``.
+
+    ``None`` or ``"auto"``: a proxy meant for the CPU takes none; one meant for a GPU shares the
+    cluster's whole GPUs evenly, at most one each (1 GPU, 4 workers: 0.25; 2 GPUs, 3 workers:
+    0.5, since a fraction must fit on one GPU). An explicit share must fit the same way: Ray
+    packs fractions GPU by GPU, so 3 workers x 0.6 on 2 GPUs would leave the third one waiting
+    forever although 1.8 < 2."""
+    if gpus_per_worker is None or (isinstance(gpus_per_worker, str) and gpus_per_worker.lower() == "auto"):
+        if device_type != "cuda":
+            return 0.0
+        if math.floor(cluster_gpus) < 1:
+            raise ProxyError(f"the proxy runs on cuda, but the Ray cluster has {cluster_gpus:g} GPUs "
+                             f"(set gpus_per_worker=0 to score on its CPUs)")
+        gpus_per_worker = 1.0 / math.ceil(workers / math.floor(cluster_gpus))
+    try:
+        requested = float(gpus_per_worker)
+    except (TypeError, ValueError):
+        raise ProxyError(f"gpus_per_worker must be a number or auto, got {gpus_per_worker!r}") from None
+    if not (math.isfinite(requested) and requested >= 0):
+        raise ProxyError(f"gpus_per_worker must be finite and >= 0, got {gpus_per_worker!r}")
+    if requested > 1:
+        raise ProxyError(f"a worker's proxy uses one GPU: gpus_per_worker must be at most 1, got {requested:g}")
+    share = ray_gpu_share(requested)
+    if share == 0:
+        return 0.0
+    capacity = math.floor(cluster_gpus + 1e-9) * math.floor(1 / share + 1e-6)
+    if capacity < workers:
+        raise ProxyError(f"{workers} workers x gpus_per_worker={share:g} do not fit the Ray cluster's "
+                         f"{cluster_gpus:g} GPUs ({capacity} would)")
     return share
 
 
@@ -44,6 +81,10 @@ class InProcessEvaluator:
     def __call__(self, jobs):
         """jobs: list of (genotype, seed) -> list of (components, seconds, threads), in job order."""
         return [timed_measure(self.proxy, genotype, self.images, self.labels, seed) for genotype, seed in jobs]
+
+    def describe(self) -> str:
+        import torch
+        return f"in-process, {_threads(torch.get_num_threads())}"
 
     def close(self):
         pass
@@ -70,27 +111,29 @@ class RayEvaluator:
     """Scores architectures on ``workers`` Ray actors (a local cluster started on demand, or
     the cluster at ``ray_address``), balancing load with ``ray.util.ActorPool``.
 
-    ``gpus_per_worker`` may be fractional (0.25 puts four actors on one GPU); the actors'
-    proxies then run on the GPU Ray assigned them. With ``gpus_per_worker=0`` they run on
-    the CPU: an actor that reserved no GPU must not open one Ray does not account for. Asking
-    for more GPU than the cluster has is an error, not actors left pending forever."""
+    ``gpus_per_worker`` (:func:`worker_gpu_share`; default: the cluster's GPUs shared evenly
+    when ``proxy_kwargs["device"]`` is cuda, none otherwise) may be fractional: 0.25 puts four
+    actors on one GPU, and their proxies run on the GPU Ray assigned them. With a share of 0
+    they run on the CPU: an actor that reserved no GPU must not open one Ray does not account
+    for. A share that does not fit the cluster is an error, not actors left pending forever."""
 
     def __init__(self, proxy_name, proxy_kwargs, images, labels, workers=2, ray_address=None,
-                 gpus_per_worker=0.0, threads_per_worker=1):
+                 gpus_per_worker=None, threads_per_worker=1):
         import ray
         from ray.util import ActorPool
 
-        share = ray_gpu_share(gpus_per_worker)
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
             ray.init(address=ray_address, num_cpus=None if ray_address else workers, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
-        available = ray.cluster_resources().get("GPU", 0.0)
-        if workers * share > available + 1e-9:
+        try:
+            share = worker_gpu_share(gpus_per_worker, str(proxy_kwargs.get("device", "cpu")).split(":")[0],
+                                     ray.cluster_resources().get("GPU", 0.0), workers)
+        except ProxyError:
             if self._started_ray:
                 ray.shutdown()
-            raise ProxyError(f"{workers} workers x gpus_per_worker={share:g} need "
-                             f"{workers * share:g} GPUs, the Ray cluster has {available:g}")
+            raise
+        self.workers, self.gpus_per_worker, self.threads_per_worker = workers, share, threads_per_worker
         kwargs = dict(proxy_kwargs)
         # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, so "cuda" is the one it was given
         kwargs["device"] = "cuda" if share else "cpu"
@@ -101,6 +144,10 @@ class RayEvaluator:
 
     def __call__(self, jobs):
         return list(self.pool.map(lambda worker, job: worker.measure.remote(job), jobs))
+
+    def describe(self) -> str:
+        where = f"{self.gpus_per_worker:g} GPU each" if self.gpus_per_worker else "on the CPU"
+        return f"{self.workers} Ray workers, {where}, {_threads(self.threads_per_worker or 1)} each"
 
     def close(self):
         import ray

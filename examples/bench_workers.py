@@ -6,9 +6,9 @@ speed-up over one worker, and whether every worker count gave identical componen
     python examples/bench_workers.py --n 40 --workers 1,2
     python examples/bench_workers.py --device cuda --n 200 --workers 1,4,8
 
-With ``--device cuda`` the in-process row scores on the GPU, and W workers share it with
-``gpus_per_worker`` = 1/W each (or ``--gpus-per-worker``): several small networks in flight
-on one device at once.
+With ``--device cuda`` the in-process row scores on the GPU, and W workers share the GPUs
+evenly (1/W each on one GPU; ``--gpus-per-worker`` sets the share): several small networks
+in flight on one device at once.
 
 Ray's start-up (a local cluster, the actors, the data batch, one warm-up architecture per
 process) is timed separately: it is paid once per search, not per architecture.
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture sample and the proxy")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--gpus-per-worker", type=float, default=None,
-                        help="GPU share of each worker with --device cuda (default 1/W for W workers)")
+                        help="GPU share of each worker with --device cuda (default: the GPUs shared evenly)")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
     if args.n < 1 or any(w < 1 for w in counts):
@@ -60,10 +60,7 @@ def main(argv=None) -> int:
     rows, results = [], {}
     for workers in [0] + counts:
         start = time.perf_counter()
-        share = 0.0
-        if workers and args.device == "cuda":
-            share = args.gpus_per_worker or 1.0 / workers
-        problem = RobustNASProblem(**options, workers=workers, gpus_per_worker=share)
+        problem = RobustNASProblem(**options, workers=workers, gpus_per_worker=args.gpus_per_worker)
         problem.score_genotypes(warm_up[:max(1, workers)])
         startup = time.perf_counter() - start
         try:

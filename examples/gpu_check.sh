@@ -50,7 +50,7 @@ if selected default_search; then
     # a fresh folder: an archive left by an earlier run would be reused and nothing timed
     rm -rf runs/gpu_check/default_search
     step default_search 100 python3 -m trnas.cli search --config default device=cuda workers=8 \
-        gpus_per_worker=0.125 out_dir=runs/gpu_check/default_search
+        out_dir=runs/gpu_check/default_search
     cp runs/gpu_check/default_search/summary.json "$log_dir/default_search_summary.json" 2>/dev/null
 fi
 step memory 80 python3 examples/bench_memory.py --device cuda --n 1000 --every 100

@@ -18,6 +18,19 @@ from .spaces import get_space
 FLAGGED_INVERSE_SCORE = 2.0
 
 
+def _device_index(device):
+    """The CUDA index ``device`` names (``"cuda:1"`` -> 1), or None; a malformed device is left
+    to the proxy to report."""
+    import torch
+    if device is None or (isinstance(device, str) and device.lower() == "auto"):
+        return None
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        return None
+    return device.index if device.type == "cuda" else None
+
+
 class BudgetError(ValueError):
     """A parameter budget no architecture of the space can meet."""
 
@@ -32,19 +45,24 @@ class RobustNASProblem(Problem):
     of ``n_calibration`` random architectures drawn once (seeded), so an architecture's score
     does not depend on the population it sits in. Every evaluation goes to ``archive`` (a path
     or an :class:`Archive`), which doubles as a cache. ``workers > 0`` scores on Ray actors
-    (``ray_address=`` a cluster, ``gpus_per_worker=`` fractional GPUs); scores equal the
-    in-process ones, because each architecture's proxy seed depends on the architecture alone.
+    (``ray_address=`` a cluster, ``gpus_per_worker=`` fractional GPUs, by default the cluster's
+    GPUs shared evenly when ``device`` is cuda); scores equal the in-process ones, because each
+    architecture's proxy seed depends on the architecture alone. Ray assigns the workers their
+    GPUs, so a device index (``cuda:1``) cannot be honoured with workers and is refused.
     """
 
     def __init__(self, space="darts", dataset="digits", proxy="rscore", preset="reference", max_params=6.0,
                  device="auto", seed=0, data_path=None, root=None, download=False, n_calibration=64,
                  batch_seed=None, archive=None, expose_constraint=False, include_none=False,
-                 proxy_kwargs=None, workers=0, ray_address=None, gpus_per_worker=0.0, threads_per_worker=1):
+                 proxy_kwargs=None, workers=0, ray_address=None, gpus_per_worker=None, threads_per_worker=1):
         # imported here, not at module level: evaluation builds its networks from nas_problem
         from evaluation.datasets import load_dataset, proxy_batch
         from evaluation.evaluators import InProcessEvaluator, RayEvaluator
-        from evaluation.registry import get_proxy, resolve_device
+        from evaluation.registry import ProxyError, get_proxy, resolve_device
 
+        if workers and _device_index(device) is not None:
+            raise ProxyError(f"device={device} with workers: Ray gives each worker its GPU, so an index cannot "
+                             f"be honoured; use device=cuda (CUDA_VISIBLE_DEVICES chooses the GPUs)")
         self.space = get_space(space, include_none=include_none) if isinstance(space, str) else space
         self.max_params = None if max_params is None else float(max_params)
         self.seed = int(seed)

@@ -30,6 +30,8 @@ def test_search_writes_the_whole_run_folder(tmp_path, capsys):
     assert summary["best_rscore"]["r_score"] == max(r["r_score"] for r in json.loads((run / "front.json").read_text()))
     out = capsys.readouterr().out
     assert "gen   3/3" in out and "ETA" in out and "best R-Score" in out
+    # the header says where the scoring runs
+    assert "device cpu (in-process, " in out.splitlines()[0]
 
 
 def test_resume_after_a_kill_rescores_nothing_archived(tmp_path, capsys):
@@ -75,9 +77,11 @@ def test_resume_without_an_archive_is_refused(tmp_path, capsys):
     ("max_params=0.01", "below the smallest architecture"),
     ("algorithm=sgd", "unknown algorithm"),
     ("pop_size=0", "pop_size must be a positive integer"),
+    ("workers=2 gpus_per_worker=2", "gpus_per_worker must be auto or a number in [0, 1]"),
+    ("workers=2 device=cuda:1", "Ray gives each worker its GPU"),
 ])
 def test_bad_input_is_one_line_and_status_2_with_nothing_written(tmp_path, capsys, override, message):
-    assert search(tmp_path, override, name="bad") == 2
+    assert search(tmp_path, *override.split(), name="bad") == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "bad").exists()

@@ -31,7 +31,7 @@ def test_two_ray_workers_score_exactly_as_in_process(genotypes, tmp_path):
 
 def test_asking_for_more_gpu_than_the_cluster_has_fails_at_once_and_leaves_no_cluster():
     ray = pytest.importorskip("ray")
-    with pytest.raises(ProxyError, match=r"need 1 GPUs, the Ray cluster has 0"):
+    with pytest.raises(ProxyError, match=r"2 workers x gpus_per_worker=0.5 do not fit the Ray cluster's 0 GPUs"):
         # this machine has no GPU: without the check the two actors would wait forever
         RobustNASProblem(dataset="digits", device="cpu", n_calibration=0, workers=2, gpus_per_worker=0.5)
     assert not ray.is_initialized()
@@ -46,3 +46,44 @@ def test_gpu_shares_are_floored_to_rays_resolution_so_w_shares_fit_one_gpu():
         assert workers * round(share * 10_000) <= 10_000 and share > 1 / workers - 1e-4
     with pytest.raises(ProxyError, match="below Ray's resolution"):
         ray_gpu_share(0.00004)
+
+
+def test_worker_gpu_share_defaults_to_the_clusters_gpus_shared_evenly():
+    from evaluation.evaluators import worker_gpu_share
+    # a CPU proxy reserves no GPU, whatever the cluster has
+    assert worker_gpu_share(None, "cpu", 8, 4) == 0 == worker_gpu_share("auto", "cpu", 0, 2)
+    assert worker_gpu_share("auto", "cuda", 1, 4) == 0.25
+    assert worker_gpu_share(None, "cuda", 1, 3) == 0.3333
+    assert worker_gpu_share(None, "cuda", 8, 4) == 1.0
+    # a fraction must fit on one GPU: 3 workers on 2 GPUs take half a GPU each, not 2/3
+    assert worker_gpu_share(None, "cuda", 2, 3) == 0.5
+    assert worker_gpu_share(None, "cuda", 2.5, 5) == 0.3333
+    with pytest.raises(ProxyError, match="the Ray cluster has 0 GPUs"):
+        worker_gpu_share(None, "cuda", 0, 2)
+
+
+@pytest.mark.parametrize("share, gpus, workers", [(0.5, 2, 4), (0.25, 1, 4), (1, 3, 3), (0, 0, 8)])
+def test_an_explicit_share_that_fits_is_kept(share, gpus, workers):
+    from evaluation.evaluators import worker_gpu_share
+    assert worker_gpu_share(share, "cuda", gpus, workers) == share
+
+
+@pytest.mark.parametrize("share, gpus, workers, message", [
+    # 1.8 GPUs in all, yet Ray packs fractions GPU by GPU: the third 0.6 fits neither
+    (0.6, 2, 3, "do not fit the Ray cluster's 2 GPUs .2 would"),
+    (0.5, 1, 3, "do not fit"),
+    (2, 4, 2, "at most 1"),
+    (-0.5, 1, 1, "finite and >= 0"),
+    ("half", 1, 1, "a number or auto"),
+])
+def test_a_share_the_cluster_cannot_hold_is_refused(share, gpus, workers, message):
+    from evaluation.evaluators import worker_gpu_share
+    with pytest.raises(ProxyError, match=message):
+        worker_gpu_share(share, "cuda", gpus, workers)
+
+
+def test_a_device_index_with_workers_is_refused_before_anything_starts():
+    ray = pytest.importorskip("ray")
+    with pytest.raises(ProxyError, match="Ray gives each worker its GPU"):
+        RobustNASProblem(dataset="digits", device="cuda:1", n_calibration=0, workers=2)
+    assert not ray.is_initialized()

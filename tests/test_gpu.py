@@ -64,12 +64,14 @@ def test_every_proxy_scores_on_cuda(digits, name):
     assert components == scorer.measure(genotype, x, y, seed=0)
 
 
-def test_ray_actors_share_the_gpu_and_score_as_in_process(tmp_path):
+@pytest.mark.parametrize("share", [0.5, None])
+def test_ray_actors_share_the_gpu_and_score_as_in_process(tmp_path, share):
     pytest.importorskip("ray")
     options = dict(dataset="digits", proxy="rscore", preset="reference", device=DEVICE, seed=3, n_calibration=0)
     genotypes = random_genotypes(6, seed=4)
+    # share None: the default, the GPUs shared evenly between the two workers
     expected, got = score_in_process_and_on_workers(genotypes, options, tmp_path / "archive.jsonl", workers=2,
-                                                    gpus_per_worker=0.5)
+                                                    gpus_per_worker=share)
     # the actors' GPU scores, bit for bit (CPU scores would differ in their last digits)
     assert [r["components"] for r in got] == [r["components"] for r in expected]
 

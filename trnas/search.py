@@ -19,7 +19,7 @@ SEARCH_DEFAULTS = {
     "proxy": "rscore", "preset": "reference", "proxy_kwargs": {}, "max_params": 6.0, "device": "auto",
     "seed": 0, "algorithm": "trnas", "pop_size": 50, "n_clusters": 20, "importance": [0.5, 0.5],
     "n_neighbors": 15, "n_gen": 20, "n_calibration": 64, "batch_seed": None, "include_none": False,
-    "expose_constraint": False, "out_dir": None, "workers": 0, "ray_address": None, "gpus_per_worker": 0.0,
+    "expose_constraint": False, "out_dir": None, "workers": 0, "ray_address": None, "gpus_per_worker": "auto",
     "threads": None,
 }
 
@@ -78,11 +78,6 @@ class Progress(Callback):
                     f"best R-Score {best:8.2f} | elapsed {format_seconds(elapsed)} | ETA {format_seconds(eta)}")
 
 
-def torch_threads() -> int:
-    import torch
-    return torch.get_num_threads()
-
-
 def format_seconds(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
@@ -93,6 +88,10 @@ def check_config(config: dict):
         raise UsageError(f"unknown algorithm {config['algorithm']!r} (available: {', '.join(ALGORITHMS)})")
     if not isinstance(config["workers"], int) or config["workers"] < 0:
         raise UsageError(f"workers must be a non-negative integer, got {config['workers']!r}")
+    share = config["gpus_per_worker"]
+    if not (share is None or share == "auto" or (isinstance(share, (int, float)) and not isinstance(share, bool)
+                                                 and 0 <= share <= 1)):
+        raise UsageError(f"gpus_per_worker must be auto or a number in [0, 1], got {share!r}")
     for key in ("pop_size", "n_gen"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise UsageError(f"{key} must be a positive integer, got {config[key]!r}")
@@ -134,10 +133,9 @@ def _search(problem, config, folder, report) -> Path:
         log.write(line + "\n")
         log.flush()
 
-    where = f"{config['workers']} Ray workers" if config["workers"] else f"{torch_threads()} torch threads"
     say(f"trnas search: {config['algorithm']} on {config['space']}/{config['dataset']}, proxy "
         f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
-        f"({where}), seed {config['seed']} -> {folder}")
+        f"({problem.evaluator.describe()}), seed {config['seed']} -> {folder}")
     if len(problem.archive):
         usable = len(problem.archive.records_of(problem.proxy_id))
         if usable == len(problem.archive):
