@@ -11,7 +11,12 @@ R-Scores (each normalised over the set). It also prints the ceiling that product
 on the speed-up (reference seconds / production Φ seconds): Φ is one network's three
 forward/backward passes, which no batching across initialisations can shorten.
 
+``--workers W`` adds a row for the production path with W architectures in flight: the same
+architectures and seeds scored on W Ray actors (one torch thread each on the CPU; on a GPU
+they share it, 1/W each), seconds per architecture being wall time over N, start-up excluded.
+
     python examples/bench_proxy_speed.py --n 50 --presets reference
+    python examples/bench_proxy_speed.py --n 50 --presets reference --workers 2
     python examples/bench_proxy_speed.py --n 10 --presets paper --no-reference
 """
 from __future__ import annotations
@@ -69,6 +74,30 @@ def timed(device: torch.device, work):
     return result, time.perf_counter() - start
 
 
+def score_on_workers(scorer, preset, device, data, genotypes, images, labels, workers) -> dict:
+    """The production row with ``workers`` architectures in flight: the same jobs (architecture
+    i, seed i) on Ray actors through the evaluator a search uses, after one warm-up
+    architecture per actor; seconds per architecture = wall time / N."""
+    import ray
+
+    from evaluation.evaluators import RayEvaluator
+    evaluator = RayEvaluator("rscore", dict(preset=preset, device=device.type, mean=data.mean, std=data.std),
+                             images, labels, workers=workers, threads_per_worker=1)
+    try:
+        ray.get([actor.measure.remote((genotype, 0)) for actor, genotype in zip(evaluator.actors, genotypes)])
+        start = time.perf_counter()
+        results = evaluator([(genotype, i) for i, genotype in enumerate(genotypes)])
+        seconds = (time.perf_counter() - start) / len(genotypes)
+        describe = evaluator.describe()
+    finally:
+        evaluator.close()
+    components = [c for c, _, _ in results]
+    print(f"{preset}: production on {describe}: {seconds:.3f} s/arch", flush=True)
+    return dict(preset=preset, implementation=f"production, {workers} Ray workers", s=seconds, psi=None, phi=None,
+                speedup=None, rho=None, flagged=sum(not scorer.is_valid(c) for c in components), threads="1 each",
+                components=components)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50, help="architectures per preset (default 50)")
@@ -78,9 +107,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
     parser.add_argument("--no-reference", action="store_true",
                         help="time the production path only (no speed-up, no ρ)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="also time production on this many Ray actors (default 0: no such row)")
     args = parser.parse_args(argv)
     if args.n < 2:
         parser.error("--n must be at least 2 (ρ needs two architectures)")
+    if args.workers < 0:
+        parser.error("--workers must be at least 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
     if args.threads:
@@ -112,7 +145,14 @@ def main(argv=None) -> int:
         flagged = sum(not scorer.is_valid(c) for c in production)
         production_s = statistics.mean(seconds)
         row = dict(preset=preset, implementation="production", s=production_s, psi=statistics.mean(psi_s),
-                   phi=statistics.mean(phi_s), speedup=None, rho=None, flagged=flagged)
+                   phi=statistics.mean(phi_s), speedup=None, rho=None, flagged=flagged,
+                   threads=str(torch.get_num_threads()), components=production)
+        production_rows = [row]
+        if args.workers:
+            production_rows.append(score_on_workers(scorer, preset, device, data, genotypes, images, labels, args.workers))
+            same = sum(a == b for a, b in zip(production_rows[-1]["components"], production))
+            print(f"{preset}: {args.workers} Ray workers gave the in-process components for {same}/{args.n} "
+                  f"architectures (equal only at equal thread counts)", flush=True)
         if not args.no_reference:
             reference, reference_psi_s, reference_phi_s = [], [], []
             for i, g in enumerate(genotypes):
@@ -122,7 +162,6 @@ def main(argv=None) -> int:
                 reference_psi_s.append(timing["psi_s"])
                 reference_phi_s.append(timing["phi_s"])
             reference_s = statistics.mean(reference_psi_s) + statistics.mean(reference_phi_s)
-            rho = spearmanr(normalise_over_set(production), normalise_over_set(reference)).statistic
             psi_equal = sum(p["psi"] == r["psi"] for p, r in zip(production, reference))
             phi_rel = max(abs(p["phi"] - r["phi"]) / abs(r["phi"]) for p, r in zip(production, reference))
             print(f"{preset}: Ψ identical for {psi_equal}/{args.n} architectures, largest relative Φ "
@@ -133,9 +172,13 @@ def main(argv=None) -> int:
                   f"{reference_s / row['phi']:.1f}×", flush=True)
             rows.append(dict(preset=preset, implementation="reference", s=reference_s,
                              psi=statistics.mean(reference_psi_s), phi=statistics.mean(reference_phi_s),
-                             speedup=1.0, rho=1.0, flagged=sum(not scorer.is_valid(c) for c in reference)))
-            row.update(speedup=reference_s / production_s, rho=rho)
-        rows.append(row)
+                             speedup=1.0, rho=1.0, flagged=sum(not scorer.is_valid(c) for c in reference),
+                             threads=str(torch.get_num_threads())))
+            for production_row in production_rows:
+                production_row.update(speedup=reference_s / production_row["s"],
+                                      rho=spearmanr(normalise_over_set(production_row["components"]),
+                                                    normalise_over_set(reference)).statistic)
+        rows.extend(production_rows)
 
     def cell(value, spec, suffix=""):
         return "–" if value is None else f"{value:{spec}}{suffix}"
@@ -144,7 +187,7 @@ def main(argv=None) -> int:
     print("| preset | implementation | device | threads | s/arch | Ψ s | Φ s | speed-up | ρ vs reference | flagged |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['preset']} | {r['implementation']} | {device.type} | {torch.get_num_threads()} | {r['s']:.3f} "
+        print(f"| {r['preset']} | {r['implementation']} | {device.type} | {r['threads']} | {r['s']:.3f} "
               f"| {cell(r['psi'], '.3f')} | {cell(r['phi'], '.3f')} | {cell(r['speedup'], '.1f', '×')} "
               f"| {cell(r['rho'], '.4f')} | {r['flagged']} |")
     return 0
