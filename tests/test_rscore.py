@@ -8,7 +8,7 @@ from torch import nn
 
 from evaluation import ProxyError, get_proxy, load_dataset, proxy_batch
 from evaluation.rscore import (_count_distinct, _pack_weights, default_init, gaussian_inits, normalise_over_set, phi,
-                               psi, relu_neurons, use_shift_pools)
+                               psi, relu_neurons, stateless, use_shift_pools)
 from nas_problem import Genotype, build_proxy_network, load_genotypes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -426,3 +426,19 @@ def test_paired_similarities_equal_one_pair_at_a_time(monkeypatch, name):
     assert rscore.paired_similarities(similarity, [], []).numel() == 0
     with pytest.raises(ValueError, match=r"pair 1 has shapes \(5,\) and \(1,\)"):
         rscore.paired_similarities(similarity, first[:2], [second[0], torch.ones(1)])
+
+
+def test_stateless_calls_keep_tied_weights_tied():
+    """A network holding one weight under two names gets it replaced under both (functional_call's
+    tie_weights), one without ties runs without it; both give the plain forward's numbers."""
+    torch.manual_seed(0)
+    tied = nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU(), nn.Linear(4, 4, bias=False))
+    tied[2].weight = tied[0].weight
+    untied = copy.deepcopy(tied)
+    untied[2].weight = nn.Parameter(untied[0].weight.detach().clone())
+    x, weight = torch.randn(3, 4), torch.randn(4, 4)
+    expected = torch.relu(x @ weight.t()) @ weight.t()
+    # named_parameters lists a tied weight once: only its first name is given
+    assert [n for n, _ in tied.named_parameters()] == ["0.weight"]
+    assert torch.allclose(stateless(tied)({"0.weight": weight}, x), expected)
+    assert torch.allclose(stateless(untied)({"0.weight": weight, "2.weight": weight}, x), expected)
