@@ -14,12 +14,14 @@ RAY_RESOURCE_UNITS = 10_000
 
 
 def timed_measure(proxy, genotype, images, labels, seed):
-    """(components, seconds, torch threads): the thread count where the scoring ran, because
-    CPU kernels split their sums by thread and so move scores in their last digits."""
+    """(components, seconds, torch threads, device): where the scoring ran, because CPU kernels
+    split their sums by thread and devices round differently, so both move scores in their last
+    digits. The device is the proxy's (a Ray worker's may differ from the search's), or None."""
     import torch
     start = time.perf_counter()
     components = proxy.measure(genotype, images, labels, seed)
-    return components, time.perf_counter() - start, torch.get_num_threads()
+    device = getattr(proxy, "device", None)
+    return components, time.perf_counter() - start, torch.get_num_threads(), None if device is None else str(device)
 
 
 def _threads(count: int) -> str:
@@ -53,6 +55,8 @@ def worker_gpu_share(gpus_per_worker, device_type: str, cluster_gpus: float, wor
                              f"(set gpus_per_worker=0 to score on its CPUs)")
         gpus_per_worker = 1.0 / math.ceil(workers / math.floor(cluster_gpus))
     try:
+        if isinstance(gpus_per_worker, bool):
+            raise TypeError
         requested = float(gpus_per_worker)
     except (TypeError, ValueError):
         raise ProxyError(f"gpus_per_worker must be a number or auto, got {gpus_per_worker!r}") from None
@@ -79,7 +83,7 @@ class InProcessEvaluator:
         self.labels = labels
 
     def __call__(self, jobs):
-        """jobs: list of (genotype, seed) -> list of (components, seconds, threads), in job order."""
+        """jobs: list of (genotype, seed) -> list of (components, seconds, threads, device), in job order."""
         return [timed_measure(self.proxy, genotype, self.images, self.labels, seed) for genotype, seed in jobs]
 
     def describe(self) -> str:
@@ -115,7 +119,9 @@ class RayEvaluator:
     when ``proxy_kwargs["device"]`` is cuda, none otherwise) may be fractional: 0.25 puts four
     actors on one GPU, and their proxies run on the GPU Ray assigned them. With a share of 0
     they run on the CPU: an actor that reserved no GPU must not open one Ray does not account
-    for. A share that does not fit the cluster is an error, not actors left pending forever."""
+    for. A share that the cluster's GPUs cannot hold is an error, not actors left pending forever
+    (Ray reports the GPUs a cluster has, not those free: on a cluster other jobs share, actors
+    can still wait for a GPU to come free)."""
 
     def __init__(self, proxy_name, proxy_kwargs, images, labels, workers=2, ray_address=None,
                  gpus_per_worker=None, threads_per_worker=1):

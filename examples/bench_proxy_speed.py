@@ -91,7 +91,7 @@ def score_on_workers(scorer, preset, device, data, genotypes, images, labels, wo
         describe = evaluator.describe()
     finally:
         evaluator.close()
-    components = [c for c, _, _ in results]
+    components = [result[0] for result in results]
     print(f"{preset}: production on {describe}: {seconds:.3f} s/arch", flush=True)
     return dict(preset=preset, implementation=f"production, {workers} Ray workers", s=seconds, psi=None, phi=None,
                 speedup=None, rho=None, flagged=sum(not scorer.is_valid(c) for c in components), threads="1 each",

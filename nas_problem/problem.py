@@ -18,17 +18,22 @@ from .spaces import get_space
 FLAGGED_INVERSE_SCORE = 2.0
 
 
-def _device_index(device):
-    """The CUDA index ``device`` names (``"cuda:1"`` -> 1), or None; a malformed device is left
-    to the proxy to report."""
+def _index_workers_would_ignore(device, gpus_per_worker) -> bool:
+    """Whether ``device`` names a GPU index that Ray workers cannot honour: any index but that
+    of the only GPU, unless the workers are told to stay on the CPU (``gpus_per_worker=0``).
+    A malformed device is left to the proxy to report."""
     import torch
+    if isinstance(gpus_per_worker, (int, float)) and not isinstance(gpus_per_worker, bool) and gpus_per_worker == 0:
+        return False
     if device is None or (isinstance(device, str) and device.lower() == "auto"):
-        return None
+        return False
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):
-        return None
-    return device.index if device.type == "cuda" else None
+        return False
+    if device.type != "cuda" or device.index is None:
+        return False
+    return not (device.index == 0 and torch.cuda.device_count() <= 1)
 
 
 class BudgetError(ValueError):
@@ -48,7 +53,8 @@ class RobustNASProblem(Problem):
     (``ray_address=`` a cluster, ``gpus_per_worker=`` fractional GPUs, by default the cluster's
     GPUs shared evenly when ``device`` is cuda); scores equal the in-process ones, because each
     architecture's proxy seed depends on the architecture alone. Ray assigns the workers their
-    GPUs, so a device index (``cuda:1``) cannot be honoured with workers and is refused.
+    GPUs, so a device index (``cuda:1``; ``cuda:0`` on a machine with several GPUs) cannot be
+    honoured by workers on GPUs and is refused.
     """
 
     def __init__(self, space="darts", dataset="digits", proxy="rscore", preset="reference", max_params=6.0,
@@ -60,7 +66,7 @@ class RobustNASProblem(Problem):
         from evaluation.evaluators import InProcessEvaluator, RayEvaluator
         from evaluation.registry import ProxyError, get_proxy, resolve_device
 
-        if workers and _device_index(device) is not None:
+        if workers and _index_workers_would_ignore(device, gpus_per_worker):
             raise ProxyError(f"device={device} with workers: Ray gives each worker its GPU, so an index cannot "
                              f"be honoured; use device=cuda (CUDA_VISIBLE_DEVICES chooses the GPUs)")
         self.space = get_space(space, include_none=include_none) if isinstance(space, str) else space
@@ -127,14 +133,14 @@ class RobustNASProblem(Problem):
             jobs = [(g, self.architecture_seed(k)) for k, g in missing.items()]
             results = self.evaluator(jobs)
             records = []
-            for (key, genotype), (components, seconds, threads) in zip(missing.items(), results):
+            for (key, genotype), (components, seconds, threads, device) in zip(missing.items(), results):
                 records.append({
                     "key": key, "genotype": str(genotype), "x": self.space.encode(genotype).tolist(),
                     "proxy": self.proxy.name, "proxy_id": self.proxy_id, "components": components,
                     "valid": bool(self.proxy.is_valid(components)),
                     "params": count_params(genotype, num_classes=self.num_classes),
                     "flops": count_flops(genotype, num_classes=self.num_classes),
-                    "seconds": seconds, "device": str(self.device), "threads": threads, "role": role})
+                    "seconds": seconds, "device": device or str(self.device), "threads": threads, "role": role})
             self.archive.add(records)
             self.n_scored += len(records)
         return [self.archive.get(self.proxy_id, key) for key in keys]

@@ -23,6 +23,7 @@ def test_two_ray_workers_score_exactly_as_in_process(genotypes, tmp_path):
     assert [r["components"] for r in got] == [r["components"] for r in expected]
     # each record names the torch thread count it was scored with (scores depend on it)
     assert {r["threads"] for r in got} == {1} == {r["threads"] for r in expected}
+    assert {r["device"] for r in got} == {"cpu"} == {r["device"] for r in expected}
     # the archive keeps working with workers: everything is on disk and a rerun rescores nothing
     reread = RobustNASProblem(**options, archive=tmp_path / "archive.jsonl")
     reread.score_genotypes(genotypes)
@@ -75,6 +76,7 @@ def test_an_explicit_share_that_fits_is_kept(share, gpus, workers):
     (2, 4, 2, "at most 1"),
     (-0.5, 1, 1, "finite and >= 0"),
     ("half", 1, 1, "a number or auto"),
+    (True, 1, 1, "a number or auto"),
 ])
 def test_a_share_the_cluster_cannot_hold_is_refused(share, gpus, workers, message):
     from evaluation.evaluators import worker_gpu_share
@@ -87,3 +89,14 @@ def test_a_device_index_with_workers_is_refused_before_anything_starts():
     with pytest.raises(ProxyError, match="Ray gives each worker its GPU"):
         RobustNASProblem(dataset="digits", device="cuda:1", n_calibration=0, workers=2)
     assert not ray.is_initialized()
+
+
+def test_a_device_index_is_fine_where_workers_do_not_need_to_honour_it():
+    from nas_problem.problem import _index_workers_would_ignore
+    import torch
+    assert _index_workers_would_ignore("cuda:1", None) and _index_workers_would_ignore(torch.device("cuda", 1), 0.5)
+    # workers kept on the CPU, no index, or not a GPU
+    assert not any(_index_workers_would_ignore(device, share) for device, share in
+                   [("cuda:1", 0), ("cuda", None), ("auto", None), ("cpu", None), (None, 0.25)])
+    # cuda:0 is the only GPU there is unless torch sees several
+    assert _index_workers_would_ignore("cuda:0", None) == (torch.cuda.device_count() > 1)

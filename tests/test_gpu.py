@@ -74,6 +74,22 @@ def test_ray_actors_share_the_gpu_and_score_as_in_process(tmp_path, share):
                                                     gpus_per_worker=share)
     # the actors' GPU scores, bit for bit (CPU scores would differ in their last digits)
     assert [r["components"] for r in got] == [r["components"] for r in expected]
+    assert {r["device"] for r in got} == {"cuda"} == {r["device"] for r in expected}
+
+
+def test_workers_kept_on_the_cpu_say_so(tmp_path):
+    pytest.importorskip("ray")
+    from nas_problem import RobustNASProblem
+    problem = RobustNASProblem(dataset="digits", device=DEVICE, seed=3, n_calibration=0, workers=2,
+                               gpus_per_worker=0, archive=tmp_path / "archive.jsonl")
+    try:
+        records = problem.score_genotypes(random_genotypes(2, seed=5))
+        described = problem.evaluator.describe()
+    finally:
+        problem.close()
+    # the search runs on cuda, its workers on the CPU: the archive names where each score came from
+    assert problem.device.type == "cuda" and "on the CPU" in described
+    assert {r["device"] for r in records} == {"cpu"}
 
 
 def test_training_with_mixed_precision_and_attacks_on_cuda(tmp_path, capsys):

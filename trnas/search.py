@@ -89,7 +89,7 @@ def check_config(config: dict):
     if not isinstance(config["workers"], int) or config["workers"] < 0:
         raise UsageError(f"workers must be a non-negative integer, got {config['workers']!r}")
     share = config["gpus_per_worker"]
-    if not (share is None or share == "auto" or (isinstance(share, (int, float)) and not isinstance(share, bool)
+    if not (share is None or (isinstance(share, str) and share.lower() == "auto") or (isinstance(share, (int, float)) and not isinstance(share, bool)
                                                  and 0 <= share <= 1)):
         raise UsageError(f"gpus_per_worker must be auto or a number in [0, 1], got {share!r}")
     for key in ("pop_size", "n_gen"):
