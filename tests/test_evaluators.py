@@ -100,3 +100,18 @@ def test_a_device_index_is_fine_where_workers_do_not_need_to_honour_it():
                    [("cuda:1", 0), ("cuda", None), ("auto", None), ("cpu", None), (None, 0.25)])
     # cuda:0 is the only GPU there is unless torch sees several
     assert _index_workers_would_ignore("cuda:0", None) == (torch.cuda.device_count() > 1)
+
+
+def test_workers_on_a_cluster_already_running_leave_it_running(genotypes, tmp_path):
+    ray = pytest.importorskip("ray")
+    options = dict(dataset="digits", proxy="rscore", preset="reference", device="cpu", seed=3, n_calibration=0,
+                   proxy_kwargs={"psi_inits": 4})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        expected, got = score_in_process_and_on_workers(genotypes[:2], options, tmp_path / "archive.jsonl",
+                                                        workers=2)
+        # the problem used the cluster it found and, closing, stopped its actors but not the cluster
+        assert ray.is_initialized()
+        assert [r["components"] for r in got] == [r["components"] for r in expected]
+    finally:
+        ray.shutdown()
