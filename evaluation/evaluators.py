@@ -39,6 +39,38 @@ def ray_gpu_share(gpus_per_worker: float) -> float:
     return share
 
 
+def requested_gpu_share(gpus_per_worker) -> float | None:
+    """``gpus_per_worker`` as given by a user: None for ``auto`` (or None), else a number in
+    [0, 1] (a worker's proxy uses one GPU); anything else is a :class:`ProxyError`."""
+    if gpus_per_worker is None or (isinstance(gpus_per_worker, str) and gpus_per_worker.lower() == "auto"):
+        return None
+    if isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, (int, float)):
+        raise ProxyError(f"gpus_per_worker must be a number or auto, got {gpus_per_worker!r}")
+    if not (math.isfinite(gpus_per_worker) and gpus_per_worker >= 0):
+        raise ProxyError(f"gpus_per_worker must be auto or a number in [0, 1] (finite and >= 0), "
+                         f"got {gpus_per_worker!r}")
+    if gpus_per_worker > 1:
+        raise ProxyError(f"gpus_per_worker must be auto or a number in [0, 1] (a worker's proxy uses one GPU, "
+                         f"at most 1), got {gpus_per_worker!r}")
+    return float(gpus_per_worker)
+
+
+def ignores_device_index(device, gpus_per_worker) -> bool:
+    """Whether Ray workers on GPUs would ignore the GPU index ``device`` names (Ray gives each
+    its GPU): any index but that of the only GPU, unless ``gpus_per_worker=0`` keeps them on
+    the CPU. ``auto`` and malformed devices name no index (the proxy reports the latter)."""
+    import torch
+    if requested_gpu_share(gpus_per_worker) == 0 or device is None or str(device).lower() == "auto":
+        return False
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        return False
+    if device.type != "cuda" or device.index is None:
+        return False
+    return not (device.index == 0 and torch.cuda.device_count() <= 1)
+
+
 def worker_gpu_share(gpus_per_worker, device_type: str, cluster_gpus: float, workers: int) -> float:
     """The GPU share each of ``workers`` actors reserves on a Ray cluster with ``cluster_gpus``.
 
@@ -47,27 +79,19 @@ def worker_gpu_share(gpus_per_worker, device_type: str, cluster_gpus: float, wor
     0.5, since a fraction must fit on one GPU). An explicit share must fit the same way: Ray
     packs fractions GPU by GPU, so 3 workers x 0.6 on 2 GPUs would leave the third one waiting
     forever although 1.8 < 2."""
-    if gpus_per_worker is None or (isinstance(gpus_per_worker, str) and gpus_per_worker.lower() == "auto"):
+    whole_gpus = math.floor(cluster_gpus + 1e-9)
+    requested = requested_gpu_share(gpus_per_worker)
+    if requested is None:
         if device_type != "cuda":
             return 0.0
-        if math.floor(cluster_gpus) < 1:
+        if whole_gpus < 1:
             raise ProxyError(f"the proxy runs on cuda, but the Ray cluster has {cluster_gpus:g} GPUs "
                              f"(set gpus_per_worker=0 to score on its CPUs)")
-        gpus_per_worker = 1.0 / math.ceil(workers / math.floor(cluster_gpus))
-    try:
-        if isinstance(gpus_per_worker, bool):
-            raise TypeError
-        requested = float(gpus_per_worker)
-    except (TypeError, ValueError):
-        raise ProxyError(f"gpus_per_worker must be a number or auto, got {gpus_per_worker!r}") from None
-    if not (math.isfinite(requested) and requested >= 0):
-        raise ProxyError(f"gpus_per_worker must be finite and >= 0, got {gpus_per_worker!r}")
-    if requested > 1:
-        raise ProxyError(f"a worker's proxy uses one GPU: gpus_per_worker must be at most 1, got {requested:g}")
+        requested = 1.0 / math.ceil(workers / whole_gpus)
     share = ray_gpu_share(requested)
     if share == 0:
         return 0.0
-    capacity = math.floor(cluster_gpus + 1e-9) * math.floor(1 / share + 1e-6)
+    capacity = whole_gpus * math.floor(1 / share + 1e-6)
     if capacity < workers:
         raise ProxyError(f"{workers} workers x gpus_per_worker={share:g} do not fit the Ray cluster's "
                          f"{cluster_gpus:g} GPUs ({capacity} would)")

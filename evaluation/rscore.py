@@ -391,16 +391,18 @@ class _BoxedModel(nn.Module):
     ε / (hi − lo) in u; with a box wider than the data, the clamp never bites and x′ is
     exactly FGSM in the input space."""
 
-    def __init__(self, network, params, lo, hi):
+    def __init__(self, network, params, lo, hi, forward):
         super().__init__()
         self.network, self.params, self.lo, self.scale = network, params, lo, hi - lo
-        self.run = stateless(network)
+        self.run = forward
 
     def forward(self, u):
         return self.run(self.params, self.lo + self.scale * u)
 
 
-def fgsm_attack(network, params, images, labels, epsilon, input_range):
+def fgsm_attack(network, params, images, labels, epsilon, input_range, forward=None):
+    """FGSM on ``network`` with ``params`` (see :class:`_BoxedModel`); ``forward`` is
+    ``stateless(network)`` where the caller already has it."""
     import torchattacks
     if input_range is None:
         # an unbounded input space: a box far wider than the data and the step
@@ -408,7 +410,7 @@ def fgsm_attack(network, params, images, labels, epsilon, input_range):
         hi = max(10.0, float(images.max()) + 1.0 + epsilon)
     else:
         lo, hi = (float(v) for v in input_range)
-    model = _BoxedModel(network, params, lo, hi)
+    model = _BoxedModel(network, params, lo, hi, forward or stateless(network))
     attack = torchattacks.FGSM(model, eps=epsilon / (hi - lo))
     attack.set_model_training_mode(model_training=True, batchnorm_training=True)
     if (lo, hi) == (0.0, 1.0):
@@ -477,7 +479,8 @@ def phi(network: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, beta:
                 # zero gradient: no direction to move in; NaN/inf norms still propagate
                 step = torch.where(g_norm == 0, torch.zeros_like(g_norm), beta * initial[n].norm() / g_norm)
                 robust[n] = initial[n] + step * g[n]
-        adversarial = fgsm_attack(network, {**robust, **buffers}, images, labels, epsilon, input_range).detach()
+        adversarial = fgsm_attack(network, {**robust, **buffers}, images, labels, epsilon, input_range,
+                                  forward).detach()
         robust_features, g_r = forward_and_grad(robust, adversarial)
         with torch.no_grad():
             robust_1 = {n: robust[n] - gamma * g_r[n] for n in names}

@@ -18,24 +18,6 @@ from .spaces import get_space
 FLAGGED_INVERSE_SCORE = 2.0
 
 
-def _index_workers_would_ignore(device, gpus_per_worker) -> bool:
-    """Whether ``device`` names a GPU index that Ray workers cannot honour: any index but that
-    of the only GPU, unless the workers are told to stay on the CPU (``gpus_per_worker=0``).
-    A malformed device is left to the proxy to report."""
-    import torch
-    if isinstance(gpus_per_worker, (int, float)) and not isinstance(gpus_per_worker, bool) and gpus_per_worker == 0:
-        return False
-    if device is None or (isinstance(device, str) and device.lower() == "auto"):
-        return False
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        return False
-    if device.type != "cuda" or device.index is None:
-        return False
-    return not (device.index == 0 and torch.cuda.device_count() <= 1)
-
-
 class BudgetError(ValueError):
     """A parameter budget no architecture of the space can meet."""
 
@@ -63,10 +45,10 @@ class RobustNASProblem(Problem):
                  proxy_kwargs=None, workers=0, ray_address=None, gpus_per_worker=None, threads_per_worker=1):
         # imported here, not at module level: evaluation builds its networks from nas_problem
         from evaluation.datasets import load_dataset, proxy_batch
-        from evaluation.evaluators import InProcessEvaluator, RayEvaluator
+        from evaluation.evaluators import InProcessEvaluator, RayEvaluator, ignores_device_index
         from evaluation.registry import ProxyError, get_proxy, resolve_device
 
-        if workers and _index_workers_would_ignore(device, gpus_per_worker):
+        if workers and ignores_device_index(device, gpus_per_worker):
             raise ProxyError(f"device={device} with workers: Ray gives each worker its GPU, so an index cannot "
                              f"be honoured; use device=cuda (CUDA_VISIBLE_DEVICES chooses the GPUs)")
         self.space = get_space(space, include_none=include_none) if isinstance(space, str) else space

@@ -92,14 +92,15 @@ def test_a_device_index_with_workers_is_refused_before_anything_starts():
 
 
 def test_a_device_index_is_fine_where_workers_do_not_need_to_honour_it():
-    from nas_problem.problem import _index_workers_would_ignore
     import torch
-    assert _index_workers_would_ignore("cuda:1", None) and _index_workers_would_ignore(torch.device("cuda", 1), 0.5)
+
+    from evaluation.evaluators import ignores_device_index
+    assert ignores_device_index("cuda:1", None) and ignores_device_index(torch.device("cuda", 1), 0.5)
     # workers kept on the CPU, no index, or not a GPU
-    assert not any(_index_workers_would_ignore(device, share) for device, share in
+    assert not any(ignores_device_index(device, share) for device, share in
                    [("cuda:1", 0), ("cuda", None), ("auto", None), ("cpu", None), (None, 0.25)])
     # cuda:0 is the only GPU there is unless torch sees several
-    assert _index_workers_would_ignore("cuda:0", None) == (torch.cuda.device_count() > 1)
+    assert ignores_device_index("cuda:0", None) == (torch.cuda.device_count() > 1)
 
 
 def test_workers_on_a_cluster_already_running_leave_it_running(genotypes, tmp_path):

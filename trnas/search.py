@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from pymoo.core.callback import Callback
 
+from evaluation.evaluators import requested_gpu_share
 from nas_problem import RobustNASProblem
 
 from .config import UsageError, write_json, write_yaml
@@ -88,10 +89,8 @@ def check_config(config: dict):
         raise UsageError(f"unknown algorithm {config['algorithm']!r} (available: {', '.join(ALGORITHMS)})")
     if not isinstance(config["workers"], int) or config["workers"] < 0:
         raise UsageError(f"workers must be a non-negative integer, got {config['workers']!r}")
-    share = config["gpus_per_worker"]
-    if not (share is None or (isinstance(share, str) and share.lower() == "auto") or (isinstance(share, (int, float)) and not isinstance(share, bool)
-                                                 and 0 <= share <= 1)):
-        raise UsageError(f"gpus_per_worker must be auto or a number in [0, 1], got {share!r}")
+    # the values a worker share may take, checked before anything starts or is written
+    requested_gpu_share(config["gpus_per_worker"])
     for key in ("pop_size", "n_gen"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise UsageError(f"{key} must be a positive integer, got {config[key]!r}")
