@@ -9,8 +9,10 @@ device="cpu")``. A factory's keyword arguments are its knobs; an unknown name or
 """
 from __future__ import annotations
 
+import ctypes
 import inspect
 import math
+import platform
 from typing import Callable
 
 import torch
@@ -92,6 +94,38 @@ def exact_numerics():
     process, a Ray actor's included. The previous settings come back afterwards."""
     return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
                                       allow_tf32=False)
+
+
+# glibc's mallopt parameters, and the largest mmap threshold it accepts on 64-bit machines
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 * 2 ** 20
+_TRIM_THRESHOLD = 2 ** 30
+_retaining = []
+
+
+def retain_freed_memory() -> bool:
+    """Keep freed CPU memory in this process for reuse (glibc only; True when in effect).
+
+    A CPU R-Score allocates and frees tensors of 1 to 20 MB hundreds of times. glibc serves
+    the largest from fresh mappings and hands freed heap memory back to the kernel, so their
+    pages are faulted in and zeroed again and again: 20-30 thousand page faults per
+    `reference`-preset architecture on the 2-core machines measured here, about 500 with this
+    setting, and 6 % less time per architecture (four alternating runs), with less spread.
+    Allocations up to 32 MB then come from the heap, which is trimmed only when 1 GB lies free
+    at its top. The numbers computed are unchanged; the process's resident memory no longer
+    shrinks after a peak. It applies to the whole process, once."""
+    if _retaining:
+        return _retaining[0]
+    applied = False
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            applied = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and \
+                bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+        except (OSError, AttributeError):
+            applied = False
+    _retaining.append(applied)
+    return applied
 
 
 class Proxy:

@@ -26,7 +26,7 @@ from nas_problem import Genotype, build_proxy_network
 from nas_problem.networks import PROXY_NETWORKS
 
 from .datasets import CIFAR10_MEAN, CIFAR10_STD, Normalize
-from .registry import Proxy, ProxyError, exact_numerics, proxy, resolve_device
+from .registry import Proxy, ProxyError, exact_numerics, proxy, resolve_device, retain_freed_memory
 
 PRESETS = {
     "reference": dict(similarity="js", network="reference", n_images=16, psi_inits=32, beta=2.0,
@@ -204,39 +204,72 @@ def _join_words(words: torch.Tensor) -> torch.Tensor:
     return torch.stack(groups, dim=1)
 
 
+class _PatternSet:
+    """The distinct neuron patterns of k initialisations, added one ReLU output at a time
+    (``words``: (k, n_words, neurons) float codes in the layout of :func:`_pack_weights`).
+
+    Up to 20 samples a pattern is one word and the set is a presence table filled as the words
+    arrive, so no word outlives its ReLU output (joining them all first cost a large copy and
+    an int64 conversion per pass). Beyond that the words are kept and counted at the end: up
+    to 64 samples a pattern is one integer, so counting is a 1-D unique."""
+
+    TABLE_SAMPLES = 20
+
+    def __init__(self, inits: int, n_samples: int, device):
+        self.inits = inits
+        self.table = (torch.zeros(inits, 2 ** n_samples, dtype=torch.bool, device=device)
+                      if n_samples <= self.TABLE_SAMPLES else None)
+        self.words = []
+
+    def add(self, words: torch.Tensor):
+        if self.table is not None:
+            self.table.scatter_(1, words[:, 0].to(torch.int64), True)
+        else:
+            self.words.append(words)
+
+    def counts(self) -> torch.Tensor:
+        """(k,) float64: the number of distinct patterns of each initialisation."""
+        if self.table is not None:
+            return self.table.sum(dim=1).to(torch.float64)
+        if not self.words:
+            return torch.zeros(self.inits, dtype=torch.float64)
+        codes = _join_words(torch.cat(self.words, dim=2))
+        return torch.tensor([torch.unique(patterns[0], sorted=False).numel() if patterns.shape[0] == 1 else
+                             torch.unique(patterns.t(), dim=0).shape[0] for patterns in codes], dtype=torch.float64)
+
+
 def _count_distinct(words: torch.Tensor, n_samples: int) -> torch.Tensor:
     """Distinct columns per initialisation. ``words``: (inits, n_words, neurons) float codes."""
-    inits, n_words = words.shape[:2]
-    if n_words == 1 and n_samples <= 20:
-        # few enough patterns for a presence table: one scatter instead of a sort
-        table = torch.zeros(inits, 2 ** n_samples, dtype=torch.bool, device=words.device)
-        return table.scatter_(1, words[:, 0].to(torch.int64), True).sum(dim=1)
-    codes = _join_words(words)
-    counts = []
-    for patterns in codes:
-        # up to 64 samples a pattern is one integer, so counting is a 1-D unique
-        counts.append(torch.unique(patterns[0], sorted=False).numel() if patterns.shape[0] == 1 else
-                      torch.unique(patterns.t(), dim=0).shape[0])
-    return torch.tensor(counts, dtype=torch.float64)
+    patterns = _PatternSet(words.shape[0], n_samples, words.device)
+    patterns.add(words)
+    return patterns.counts()
 
 
-def _pattern_words(output: torch.Tensor, pack: torch.Tensor, copies: int) -> torch.Tensor:
+def _pattern_words(output: torch.Tensor, pack: torch.Tensor, copies: int, lazy_nan: bool = False) -> torch.Tensor:
     """(copies, words, neurons) pattern words of a 4-D ReLU output whose channels hold
     ``copies`` side-by-side copies (copy-major; 1 for an ordinary network). A ReLU output is
-    0, positive or NaN, so its sign is the bit (NaN counts as off): sign + matmul is several
-    times cheaper than comparing and casting."""
+    0, positive or NaN, so its sign is the bit: sign + matmul is several times cheaper than
+    comparing and casting. NaN counts as off: its bit is zeroed. With ``lazy_nan`` only a word
+    that came out NaN (rare: inf − inf upstream) is recomputed with its NaN bits zeroed, which
+    saves a pass over every bit tensor on a CPU; a GPU would wait for that check, and ``vmap``
+    cannot branch on data."""
     n, channels = output.shape[:2]
-    if output.is_contiguous():
-        bits = torch.sign(output.reshape(n, -1)).nan_to_num_(nan=0.0)
-        return (pack @ bits.to(pack.dtype)).unflatten(1, (copies, -1)).transpose(0, 1)
     # channels-last storage reads as (N, H, W, copies, C) without a copy
-    bits = torch.sign(output.permute(0, 2, 3, 1).reshape(n, -1)).nan_to_num_(nan=0.0)
-    words = (pack @ bits.to(pack.dtype)).unflatten(1, (-1, copies, channels // copies))
-    return words.permute(2, 0, 1, 3).flatten(2)
+    channels_last = not output.is_contiguous()
+    flat = output.permute(0, 2, 3, 1).reshape(n, -1) if channels_last else output.reshape(n, -1)
+    bits = torch.sign(flat)
+    if not lazy_nan:
+        bits.nan_to_num_(nan=0.0)
+    words = pack @ bits.to(pack.dtype)
+    if lazy_nan and bool(torch.isnan(words).any()):
+        words = pack @ bits.nan_to_num_(nan=0.0).to(pack.dtype)
+    if not channels_last:
+        return words.unflatten(1, (copies, -1)).transpose(0, 1)
+    return words.unflatten(1, (-1, copies, channels // copies)).permute(2, 0, 1, 3).flatten(2)
 
 
 def _vmap_runner(network: nn.Module, images: torch.Tensor, pack: torch.Tensor):
-    """``run(params, k)`` -> (k, words, neurons) pattern words of k stacked initialisations of
+    """``run(params, k)`` -> (k,) distinct-pattern counts of k stacked initialisations of
     ``network`` (hooked on its ReLUs while it runs), batched with ``vmap`` when the module
     allows it, else one initialisation at a time."""
     buffers = dict(network.named_buffers())
@@ -261,16 +294,17 @@ def _vmap_runner(network: nn.Module, images: torch.Tensor, pack: torch.Tensor):
         was_training = network.training
         network.train()
         try:
-            return vmap(patterns, randomness="error")(params, state)
+            words = vmap(patterns, randomness="error")(params, state)
         except (RuntimeError, NotImplementedError, ValueError):
             # modules that vmap cannot batch run one initialisation at a time
-            return torch.stack([patterns({n: v[i] for n, v in params.items()},
-                                         {n: b[i] for n, b in state.items()}) for i in range(k)])
+            words = torch.stack([patterns({n: v[i] for n, v in params.items()},
+                                          {n: b[i] for n, b in state.items()}) for i in range(k)])
         finally:
             network.train(was_training)
             for handle in handles:
                 handle.remove()
             recorded.clear()
+        return _count_distinct(words, images.shape[0])
 
     return run
 
@@ -287,13 +321,14 @@ class _PatternReLU(nn.Module):
         self.shared = shared
 
     def forward(self, x):
-        seen = self.shared["seen"]
+        shared = self.shared
+        seen = shared["seen"]
         key = id(x)
         if key in seen:
             return seen[key][1]
         output = torch.relu(x)
         if output.dim() == 4:
-            self.shared["recorded"].append(_pattern_words(output, self.shared["pack"], self.shared["copies"]))
+            shared["patterns"].add(_pattern_words(output, shared["pack"], shared["copies"], shared["lazy_nan"]))
         # the entry lives as long as its input does (the callback drops it), so an id is never
         # mistaken for a freed tensor's
         seen[key] = (weakref.ref(x, lambda _, key=key: seen.pop(key, None)), output)
@@ -301,10 +336,10 @@ class _PatternReLU(nn.Module):
 
 
 def _replica_runner(replicate, images: torch.Tensor, pack: torch.Tensor):
-    """``run(params, k)`` for a network that ``replicate(k)`` builds as k side-by-side copies:
-    one ordinary forward pass computes all k initialisations."""
+    """``run(params, k)`` -> (k,) counts, for a network that ``replicate(k)`` builds as k
+    side-by-side copies: one ordinary forward pass computes all k initialisations."""
     networks = {}
-    shared = {"pack": pack, "recorded": [], "seen": {}}
+    shared = {"pack": pack, "lazy_nan": images.device.type == "cpu", "seen": {}}
 
     def run(params, k):
         if k not in networks:
@@ -315,11 +350,13 @@ def _replica_runner(replicate, images: torch.Tensor, pack: torch.Tensor):
                         setattr(parent, name, _PatternReLU(shared))
             networks[k] = network, stateless(network)
         network, forward = networks[k]
-        shared.update(copies=network.replicas, recorded=[], seen={})
-        forward({n: params[n].reshape(p.shape) for n, p in network.named_parameters()}, images)
-        recorded = shared["recorded"]
-        shared.update(recorded=[], seen={})
-        return torch.cat(recorded, dim=2) if recorded else torch.zeros(k, pack.shape[0], 0, device=images.device)
+        patterns = _PatternSet(k, images.shape[0], images.device)
+        shared.update(copies=network.replicas, patterns=patterns, seen={})
+        try:
+            forward({n: params[n].reshape(p.shape) for n, p in network.named_parameters()}, images)
+        finally:
+            shared.update(patterns=None, seen={})
+        return patterns.counts()
 
     return run
 
@@ -377,8 +414,7 @@ def psi(network: nn.Module, images: torch.Tensor, inits: int = 1, generator: tor
     with torch.no_grad():
         for start in range(0, inits, size):
             k = min(size, inits - start)
-            words = run({n: v[start:start + k] for n, v in stacked.items()}, k)
-            counts.append(_count_distinct(words, n_samples).to(torch.float64).cpu())
+            counts.append(run({n: v[start:start + k] for n, v in stacked.items()}, k).cpu())
     return float(torch.cat(counts).mean())
 
 
@@ -648,6 +684,8 @@ class RScore(Proxy):
 
     def __init__(self, preset, device, num_classes, mean, std, **knobs):
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            retain_freed_memory()
         self.num_classes = num_classes
         self.mean, self.std = mean, std
         for key, value in knobs.items():

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from evaluation import ProxyError, get_proxy, load_dataset, proxy_batch
-from evaluation.rscore import (_count_distinct, _pack_weights, default_init, gaussian_inits, normalise_over_set, phi,
-                               psi, relu_neurons, stateless, use_shift_pools)
+from evaluation.rscore import (_count_distinct, _pack_weights, _pattern_words, _PatternSet, default_init,
+                               gaussian_inits, normalise_over_set, phi, psi, relu_neurons, stateless, use_shift_pools)
 from nas_problem import Genotype, build_proxy_network, load_genotypes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -77,6 +77,33 @@ def test_packed_patterns_count_like_python_sets(n_samples):
     assert _count_distinct(words.expand(2, -1, -1), n_samples).tolist() == [expected, expected]
 
 
+@pytest.mark.parametrize("n_samples", [16, 48])  # a presence table filled as words arrive; words kept to the end
+def test_patterns_added_piece_by_piece_count_as_one_set(n_samples):
+    generator = torch.Generator().manual_seed(n_samples)
+    bits = (torch.rand(3, n_samples, 90, generator=generator) < 0.5).float()
+    bits[1, :, 45:] = bits[1, :, :45]  # the second half of init 1 repeats its first
+    words = _pack_weights(n_samples, "cpu") @ bits
+    expected = [len({tuple(column) for column in bits[i].t().tolist()}) for i in range(3)]
+    patterns = _PatternSet(3, n_samples, "cpu")
+    for piece in words.split([10, 35, 1, 44], dim=2):
+        patterns.add(piece)
+    assert patterns.counts().tolist() == expected == _count_distinct(words, n_samples).tolist()
+    assert expected[1] <= 45
+
+
+@pytest.mark.parametrize("copies", [1, 3])
+def test_pattern_words_treat_nan_as_off_whether_zeroed_before_or_after(copies):
+    output = torch.relu(torch.randn(5, 2 * copies, 3, 4, generator=torch.Generator().manual_seed(copies)))
+    output[0, 1, 2, 3] = output[3, 0, 0, 0] = float("nan")
+    pack = _pack_weights(5, "cpu")
+    for layout in (output, output.contiguous(memory_format=torch.channels_last)):
+        eager, lazy = _pattern_words(layout, pack, copies), _pattern_words(layout, pack, copies, lazy_nan=True)
+        assert torch.equal(eager, lazy)
+        # NaN counts exactly like 0 (the layout fixes the neurons' order, so compare in the same one)
+        assert torch.equal(eager, _pattern_words(layout.nan_to_num(nan=0.0), pack, copies))
+        assert not torch.isnan(eager).any()
+
+
 def test_psi_with_batchnorm_matches_and_leaves_the_network_alone():
     with torch.random.fork_rng():
         torch.manual_seed(1)
@@ -111,6 +138,10 @@ def test_psi_of_a_replicated_network_matches_a_set_of_tuples(preset):
     for chunk in (None, 2, 5):
         assert psi(net, x, 5, torch.Generator().manual_seed(4), chunk=chunk, replicate=replicate) == expected
     assert psi(net, x, 5, torch.Generator().manual_seed(4)) == expected  # the vmap path agrees
+    # inf pixels make inf − inf in the first convolutions: NaN activations count as off
+    x[0, 0, 5, 5], x[1, 2, 9, 9] = float("inf"), float("-inf")
+    expected = slow_psi(net, x, gaussian_inits(net, 5, torch.Generator().manual_seed(4)))
+    assert psi(net, x, 5, torch.Generator().manual_seed(4), chunk=2, replicate=replicate) == expected
 
 
 def test_relu_neurons_counts_every_4d_relu_output_element():
