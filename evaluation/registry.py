@@ -10,8 +10,10 @@ device="cpu")``. A factory's keyword arguments are its knobs; an unknown name or
 from __future__ import annotations
 
 import ctypes
+import functools
 import inspect
 import math
+import os
 import platform
 from typing import Callable
 
@@ -71,7 +73,11 @@ def get_proxy(name: str, **knobs) -> "Proxy":
         if unknown:
             raise ProxyError(f"unknown knob{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for proxy "
                              f"{base!r} (available: {', '.join(allowed)})")
-    return factory(**knobs)
+    built = factory(**knobs)
+    # every proxy that scores on the CPU, so that their timings compare
+    if getattr(getattr(built, "device", None), "type", None) == "cpu":
+        retain_freed_memory()
+    return built
 
 
 def resolve_device(device) -> torch.device:
@@ -96,36 +102,43 @@ def exact_numerics():
                                       allow_tf32=False)
 
 
-# glibc's mallopt parameters, and the largest mmap threshold it accepts on 64-bit machines
+# glibc's mallopt parameters; 32 MB is the largest mmap threshold it accepts on 64-bit machines
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD_MAX = 32 * 2 ** 20
+_MMAP_THRESHOLD = 32 * 2 ** 20
 _TRIM_THRESHOLD = 2 ** 30
-_retaining = []
+# a user's own allocator settings, or another allocator, win over ours
+_ALLOCATOR_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX")
+_OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 
 
+def _allocator_left_to_the_user() -> bool:
+    if any(key in os.environ for key in _ALLOCATOR_SETTINGS) or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+        return True
+    return any(name in os.environ.get("LD_PRELOAD", "") for name in _OTHER_ALLOCATORS)
+
+
+@functools.cache
 def retain_freed_memory() -> bool:
     """Keep freed CPU memory in this process for reuse (glibc only; True when in effect).
 
-    A CPU R-Score allocates and frees tensors of 1 to 20 MB hundreds of times. glibc serves
-    the largest from fresh mappings and hands freed heap memory back to the kernel, so their
-    pages are faulted in and zeroed again and again: 20-30 thousand page faults per
+    Scoring on the CPU allocates and frees tensors of 1 to 20 MB hundreds of times per
+    architecture (an R-Score's replicated Ψ pass). glibc maps blocks above its threshold
+    afresh and hands freed memory at the top of its heap back to the kernel once it exceeds
+    twice that threshold, so the pages are faulted in and zeroed again and again: 20-30 thousand page faults per
     `reference`-preset architecture on the 2-core machines measured here, about 500 with this
     setting, and 6 % less time per architecture (four alternating runs), with less spread.
-    Allocations up to 32 MB then come from the heap, which is trimmed only when 1 GB lies free
-    at its top. The numbers computed are unchanged; the process's resident memory no longer
-    shrinks after a peak. It applies to the whole process, once."""
-    if _retaining:
-        return _retaining[0]
-    applied = False
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            applied = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and \
-                bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
-        except (OSError, AttributeError):
-            applied = False
-    _retaining.append(applied)
-    return applied
+    Allocations below 32 MB then come from the heap, which is trimmed only when 1 GB lies
+    free at its top. The numbers computed are unchanged; the process's resident memory no
+    longer shrinks after a peak. It applies to the whole process, once; where the user set
+    glibc's malloc variables or preloads another allocator, it does nothing."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or _allocator_left_to_the_user():
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    # on 32-bit glibc the threshold is refused (its maximum is 512 KB) and the trim is left alone
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
 class Proxy:

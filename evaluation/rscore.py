@@ -26,7 +26,7 @@ from nas_problem import Genotype, build_proxy_network
 from nas_problem.networks import PROXY_NETWORKS
 
 from .datasets import CIFAR10_MEAN, CIFAR10_STD, Normalize
-from .registry import Proxy, ProxyError, exact_numerics, proxy, resolve_device, retain_freed_memory
+from .registry import Proxy, ProxyError, exact_numerics, proxy, resolve_device
 
 PRESETS = {
     "reference": dict(similarity="js", network="reference", n_images=16, psi_inits=32, beta=2.0,
@@ -208,11 +208,12 @@ class _PatternSet:
     """The distinct neuron patterns of k initialisations, added one ReLU output at a time
     (``words``: (k, n_words, neurons) float codes in the layout of :func:`_pack_weights`).
 
-    Up to 20 samples a pattern is one word and the set is a presence table filled as the words
-    arrive, so no word outlives its ReLU output (joining them all first cost a large copy and
-    an int64 conversion per pass). Beyond that the words are kept and counted at the end: up
-    to 64 samples a pattern is one integer, so counting is a 1-D unique."""
+    Up to ``TABLE_SAMPLES`` samples a pattern is one word and the set is a presence table
+    filled as the words arrive, so no word outlives its ReLU output. Beyond that the words are
+    kept and counted at the end: up to 64 samples a pattern is one integer, so counting is a
+    1-D unique."""
 
+    # a table of 2**20 flags is 1 MB per initialisation; past that a sort is cheaper
     TABLE_SAMPLES = 20
 
     def __init__(self, inits: int, n_samples: int, device):
@@ -233,9 +234,13 @@ class _PatternSet:
             return self.table.sum(dim=1).to(torch.float64)
         if not self.words:
             return torch.zeros(self.inits, dtype=torch.float64)
-        codes = _join_words(torch.cat(self.words, dim=2))
-        return torch.tensor([torch.unique(patterns[0], sorted=False).numel() if patterns.shape[0] == 1 else
-                             torch.unique(patterns.t(), dim=0).shape[0] for patterns in codes], dtype=torch.float64)
+        counts = []
+        for codes in _join_words(torch.cat(self.words, dim=2)):  # (groups of 64 samples, neurons) per init
+            if codes.shape[0] == 1:
+                counts.append(torch.unique(codes[0], sorted=False).numel())
+            else:
+                counts.append(torch.unique(codes.t(), dim=0).shape[0])
+        return torch.tensor(counts, dtype=torch.float64)
 
 
 def _count_distinct(words: torch.Tensor, n_samples: int) -> torch.Tensor:
@@ -249,10 +254,11 @@ def _pattern_words(output: torch.Tensor, pack: torch.Tensor, copies: int, lazy_n
     """(copies, words, neurons) pattern words of a 4-D ReLU output whose channels hold
     ``copies`` side-by-side copies (copy-major; 1 for an ordinary network). A ReLU output is
     0, positive or NaN, so its sign is the bit: sign + matmul is several times cheaper than
-    comparing and casting. NaN counts as off: its bit is zeroed. With ``lazy_nan`` only a word
-    that came out NaN (rare: inf − inf upstream) is recomputed with its NaN bits zeroed, which
-    saves a pass over every bit tensor on a CPU; a GPU would wait for that check, and ``vmap``
-    cannot branch on data."""
+    comparing and casting. NaN counts as off. This torch's CPU ``sign`` already maps NaN to 0,
+    other builds and devices need not, so the bits are zeroed where NaN. With ``lazy_nan`` only
+    a word that came out NaN is recomputed with its NaN bits zeroed, which saves a pass over
+    every bit tensor on a CPU; a GPU would wait for that check, and ``vmap`` cannot branch on
+    data."""
     n, channels = output.shape[:2]
     # channels-last storage reads as (N, H, W, copies, C) without a copy
     channels_last = not output.is_contiguous()
@@ -310,7 +316,7 @@ def _vmap_runner(network: nn.Module, images: torch.Tensor, pack: torch.Tensor):
 
 
 class _PatternReLU(nn.Module):
-    """The ReLU of a replicated Ψ network: records the pattern words of its output, and
+    """The ReLU of a replicated Ψ network: adds the patterns of its output to the pass's set, and
     computes a tensor it has already seen in this forward pass (a cell output feeds two
     cells, a node feeds several operations) only once. Identical activations add no
     distinct pattern, so skipping them leaves Ψ unchanged (the networks never change a
@@ -684,8 +690,6 @@ class RScore(Proxy):
 
     def __init__(self, preset, device, num_classes, mean, std, **knobs):
         self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            retain_freed_memory()
         self.num_classes = num_classes
         self.mean, self.std = mean, std
         for key, value in knobs.items():

@@ -91,8 +91,18 @@ def test_patterns_added_piece_by_piece_count_as_one_set(n_samples):
     assert expected[1] <= 45
 
 
+def nan_propagating_sign(monkeypatch):
+    """torch.sign as NumPy's: NaN stays NaN (this torch's CPU sign maps it to 0)."""
+    sign = torch.sign
+    monkeypatch.setattr(torch, "sign", lambda x: torch.where(torch.isnan(x), x, sign(x)))
+
+
+@pytest.mark.parametrize("nan_sign", [False, True])
 @pytest.mark.parametrize("copies", [1, 3])
-def test_pattern_words_treat_nan_as_off_whether_zeroed_before_or_after(copies):
+def test_pattern_words_treat_nan_as_off_whether_zeroed_before_or_after(copies, nan_sign, monkeypatch):
+    if nan_sign:
+        nan_propagating_sign(monkeypatch)
+        assert torch.isnan(torch.sign(torch.tensor(float("nan"))))
     output = torch.relu(torch.randn(5, 2 * copies, 3, 4, generator=torch.Generator().manual_seed(copies)))
     output[0, 1, 2, 3] = output[3, 0, 0, 0] = float("nan")
     pack = _pack_weights(5, "cpu")
@@ -119,8 +129,9 @@ def test_psi_with_batchnorm_matches_and_leaves_the_network_alone():
         assert torch.equal(value, before[key]), key
 
 
+@pytest.mark.parametrize("nan_sign", [False, True])
 @pytest.mark.parametrize("preset", ["reference", "paper"])
-def test_psi_of_a_replicated_network_matches_a_set_of_tuples(preset):
+def test_psi_of_a_replicated_network_matches_a_set_of_tuples(preset, nan_sign, monkeypatch):
     """The production path (all initialisations of a chunk in one forward pass of a
     `replicas=k` network, repeated ReLU inputs counted once) against Python sets, for a DARTS
     proxy network with every operation; float64, so both see the same signs."""
@@ -138,7 +149,10 @@ def test_psi_of_a_replicated_network_matches_a_set_of_tuples(preset):
     for chunk in (None, 2, 5):
         assert psi(net, x, 5, torch.Generator().manual_seed(4), chunk=chunk, replicate=replicate) == expected
     assert psi(net, x, 5, torch.Generator().manual_seed(4)) == expected  # the vmap path agrees
-    # inf pixels make inf − inf in the first convolutions: NaN activations count as off
+    # inf pixels make inf − inf in the first convolutions: NaN activations count as off, also
+    # where sign keeps NaN and the lazy zeroing must recompute
+    if nan_sign:
+        nan_propagating_sign(monkeypatch)
     x[0, 0, 5, 5], x[1, 2, 9, 9] = float("inf"), float("-inf")
     expected = slow_psi(net, x, gaussian_inits(net, 5, torch.Generator().manual_seed(4)))
     assert psi(net, x, 5, torch.Generator().manual_seed(4), chunk=2, replicate=replicate) == expected
