@@ -117,21 +117,27 @@ def _allocator_left_to_the_user() -> bool:
     return any(name in os.environ.get("LD_PRELOAD", "") for name in _OTHER_ALLOCATORS)
 
 
+def glibc_allocates_as_shipped() -> bool:
+    """Whether this process allocates with glibc's malloc under its default settings: the
+    case :func:`retain_freed_memory` tunes."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc" and not _allocator_left_to_the_user()
+
+
 @functools.cache
 def retain_freed_memory() -> bool:
     """Keep freed CPU memory in this process for reuse (glibc only; True when in effect).
 
     Scoring on the CPU allocates and frees tensors of 1 to 20 MB hundreds of times per
-    architecture (an R-Score's replicated Ψ pass). glibc maps blocks above its threshold
-    afresh and hands freed memory at the top of its heap back to the kernel once it exceeds
-    twice that threshold, so the pages are faulted in and zeroed again and again: 20-30 thousand page faults per
-    `reference`-preset architecture on the 2-core machines measured here, about 500 with this
-    setting, and 6 % less time per architecture (four alternating runs), with less spread.
-    Allocations below 32 MB then come from the heap, which is trimmed only when 1 GB lies
-    free at its top. The numbers computed are unchanged; the process's resident memory no
+    architecture (an R-Score's replicated Ψ pass). glibc maps blocks above its threshold afresh
+    and hands freed memory at the top of its heap back to the kernel once it exceeds twice that
+    threshold, so the pages are faulted in and zeroed again and again: 20-30 thousand page
+    faults per `reference`-preset architecture on the 2-core machines measured here, about 500
+    with this setting, and 6 % less time per architecture (four alternating runs), with less
+    spread. Allocations below 32 MB then come from the heap, which is trimmed only when 1 GB
+    lies free at its top. The numbers computed are unchanged; the process's resident memory no
     longer shrinks after a peak. It applies to the whole process, once; where the user set
     glibc's malloc variables or preloads another allocator, it does nothing."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or _allocator_left_to_the_user():
+    if not glibc_allocates_as_shipped():
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

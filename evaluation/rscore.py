@@ -286,7 +286,7 @@ def _vmap_runner(network: nn.Module, images: torch.Tensor, pack: torch.Tensor):
         if isinstance(output, torch.Tensor) and output.dim() == 4:
             recorded.append(_pattern_words(output, pack, 1)[0])
 
-    def patterns(params, state):
+    def words_of_one_pass(params, state):
         recorded.clear()
         forward({**params, **state}, images)
         if not recorded:
@@ -300,11 +300,11 @@ def _vmap_runner(network: nn.Module, images: torch.Tensor, pack: torch.Tensor):
         was_training = network.training
         network.train()
         try:
-            words = vmap(patterns, randomness="error")(params, state)
+            words = vmap(words_of_one_pass, randomness="error")(params, state)
         except (RuntimeError, NotImplementedError, ValueError):
             # modules that vmap cannot batch run one initialisation at a time
-            words = torch.stack([patterns({n: v[i] for n, v in params.items()},
-                                          {n: b[i] for n, b in state.items()}) for i in range(k)])
+            words = torch.stack([words_of_one_pass({n: v[i] for n, v in params.items()},
+                                                   {n: b[i] for n, b in state.items()}) for i in range(k)])
         finally:
             network.train(was_training)
             for handle in handles:
@@ -334,7 +334,8 @@ class _PatternReLU(nn.Module):
             return seen[key][1]
         output = torch.relu(x)
         if output.dim() == 4:
-            shared["patterns"].add(_pattern_words(output, shared["pack"], shared["copies"], shared["lazy_nan"]))
+            shared["patterns"].add(_pattern_words(output, shared["pack"], shared["copies"],
+                                                  lazy_nan=output.device.type == "cpu"))
         # the entry lives as long as its input does (the callback drops it), so an id is never
         # mistaken for a freed tensor's
         seen[key] = (weakref.ref(x, lambda _, key=key: seen.pop(key, None)), output)
@@ -345,7 +346,7 @@ def _replica_runner(replicate, images: torch.Tensor, pack: torch.Tensor):
     """``run(params, k)`` -> (k,) counts, for a network that ``replicate(k)`` builds as k
     side-by-side copies: one ordinary forward pass computes all k initialisations."""
     networks = {}
-    shared = {"pack": pack, "lazy_nan": images.device.type == "cpu", "seen": {}}
+    shared = {"pack": pack, "seen": {}}
 
     def run(params, k):
         if k not in networks:

@@ -1,5 +1,4 @@
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -116,9 +115,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _glibc_allocator_as_shipped() -> bool:
-    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" and sys.maxsize > 2 ** 32):
-        return False
-    if registry._allocator_left_to_the_user():
+    if not (registry.glibc_allocates_as_shipped() and sys.maxsize > 2 ** 32):
         return False
     try:  # huge pages everywhere fault in 2 MB at a time: too few faults to tell the two apart
         return "[always]" not in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
