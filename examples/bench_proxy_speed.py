@@ -4,7 +4,9 @@ path than the straightforward reference implementation?
 Scores the same N random DARTS architectures (seeded; architecture i gets proxy seed i) on
 the embedded digits data with the production ``rscore`` of each preset and, unless
 ``--no-reference``, with ``tests/reference_rscore.py`` (K sequential re-initialisations,
-float64 Φ, ``unique`` over 2-D pattern matrices) on the same device, in one run. Prints one
+float64 Φ, ``unique`` over 2-D pattern matrices) on the same device, in one run, the two
+alternating architecture by architecture (paired, so drift of the machine's speed falls on
+both alike). Prints one
 table: preset, implementation, device, torch threads, seconds per architecture (split into Ψ
 and Φ), speed-up over the reference, and Spearman ρ between the two implementations'
 R-Scores (each normalised over the set). It also prints the ceiling that production's Φ sets
@@ -13,7 +15,8 @@ forward/backward passes, which no batching across initialisations can shorten.
 
 ``--workers W`` adds a row for the production path with W architectures in flight: the same
 architectures and seeds scored on W Ray actors (one torch thread each on the CPU; on a GPU
-they share it, 1/W each), seconds per architecture being wall time over N, start-up excluded.
+they share it, 1/W each), seconds per architecture being wall time over N, start-up excluded;
+it runs after the paired rows, so its speed-up is not paired.
 
     python examples/bench_proxy_speed.py --n 50 --presets reference
     python examples/bench_proxy_speed.py --n 50 --presets reference --workers 2
@@ -136,12 +139,30 @@ def main(argv=None) -> int:
         images, labels = proxy_batch(data, scorer.config["n_images"])
         scorer.measure(genotypes[0], images, labels, seed=0)  # warm-up: kernels, allocator
         production, seconds, psi_s, phi_s = [], [], [], []
-        for i, genotype in enumerate(genotypes):
+        reference, reference_psi_s, reference_phi_s = [], [], []
+
+        def measure_production(i, genotype):
             components, elapsed = timed(device, lambda: scorer.measure(genotype, images, labels, seed=i))
             production.append(components)
             seconds.append(elapsed)
             psi_s.append(scorer.last_timing["psi_s"])
             phi_s.append(scorer.last_timing["phi_s"])
+
+        def measure_reference(i, genotype):
+            timing = {}
+            reference.append(reference_measure(genotype, images, labels, seed=i, preset=preset, mean=data.mean,
+                                               std=data.std, device=device, timing=timing))
+            reference_psi_s.append(timing["psi_s"])
+            reference_phi_s.append(timing["phi_s"])
+
+        for i, genotype in enumerate(genotypes):
+            # paired: the two implementations alternate architecture by architecture, each going
+            # first every other time, so the machine's drift over the run (±25 % within an hour on
+            # shared cloud cores) and any effect of the one on the other fall on both alike
+            steps = [measure_production] if args.no_reference else \
+                [measure_production, measure_reference][::1 if i % 2 == 0 else -1]
+            for step in steps:
+                step(i, genotype)
         flagged = sum(not scorer.is_valid(c) for c in production)
         production_s = statistics.mean(seconds)
         row = dict(preset=preset, implementation="production", s=production_s, psi=statistics.mean(psi_s),
@@ -154,13 +175,6 @@ def main(argv=None) -> int:
             print(f"{preset}: {args.workers} Ray workers gave the in-process components for {same}/{args.n} "
                   f"architectures (equal only at equal thread counts)", flush=True)
         if not args.no_reference:
-            reference, reference_psi_s, reference_phi_s = [], [], []
-            for i, g in enumerate(genotypes):
-                timing = {}
-                reference.append(reference_measure(g, images, labels, seed=i, preset=preset, mean=data.mean,
-                                                   std=data.std, device=device, timing=timing))
-                reference_psi_s.append(timing["psi_s"])
-                reference_phi_s.append(timing["phi_s"])
             reference_s = statistics.mean(reference_psi_s) + statistics.mean(reference_phi_s)
             psi_equal = sum(p["psi"] == r["psi"] for p, r in zip(production, reference))
             phi_rel = max(abs(p["phi"] - r["phi"]) / abs(r["phi"]) for p, r in zip(production, reference))
