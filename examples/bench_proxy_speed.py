@@ -101,6 +101,18 @@ def score_on_workers(scorer, preset, device, data, genotypes, images, labels, wo
                 components=components)
 
 
+def summary_row(preset, implementation, measured, scorer) -> dict:
+    """One table row from an implementation's per-architecture records (components, s, psi_s,
+    phi_s): the mean seconds, and how many architectures ``scorer`` flags."""
+    components = [record["components"] for record in measured]
+    return dict(preset=preset, implementation=implementation, threads=str(torch.get_num_threads()),
+                s=statistics.mean(record["s"] for record in measured),
+                psi=statistics.mean(record["psi_s"] for record in measured),
+                phi=statistics.mean(record["phi_s"] for record in measured),
+                speedup=None, rho=None, flagged=sum(not scorer.is_valid(c) for c in components),
+                components=components)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50, help="architectures per preset (default 50)")
@@ -138,36 +150,33 @@ def main(argv=None) -> int:
         scorer = get_proxy(f"rscore:{preset}", device=device, mean=data.mean, std=data.std)
         images, labels = proxy_batch(data, scorer.config["n_images"])
         scorer.measure(genotypes[0], images, labels, seed=0)  # warm-up: kernels, allocator
-        production, seconds, psi_s, phi_s = [], [], [], []
-        reference, reference_psi_s, reference_phi_s = [], [], []
 
-        def measure_production(i, genotype):
+        def production_step(i, genotype):
             components, elapsed = timed(device, lambda: scorer.measure(genotype, images, labels, seed=i))
-            production.append(components)
-            seconds.append(elapsed)
-            psi_s.append(scorer.last_timing["psi_s"])
-            phi_s.append(scorer.last_timing["phi_s"])
+            return dict(components=components, s=elapsed, psi_s=scorer.last_timing["psi_s"],
+                        phi_s=scorer.last_timing["phi_s"])
 
-        def measure_reference(i, genotype):
+        def reference_step(i, genotype):
             timing = {}
-            reference.append(reference_measure(genotype, images, labels, seed=i, preset=preset, mean=data.mean,
-                                               std=data.std, device=device, timing=timing))
-            reference_psi_s.append(timing["psi_s"])
-            reference_phi_s.append(timing["phi_s"])
+            components = reference_measure(genotype, images, labels, seed=i, preset=preset, mean=data.mean,
+                                           std=data.std, device=device, timing=timing)
+            # its network builds are not timed: a conservative baseline
+            return dict(components=components, s=timing["psi_s"] + timing["phi_s"], psi_s=timing["psi_s"],
+                        phi_s=timing["phi_s"])
 
+        steps = {"production": production_step}
+        if not args.no_reference:
+            steps["reference"] = reference_step
+        records = {name: [] for name in steps}
         for i, genotype in enumerate(genotypes):
-            # paired: the two implementations alternate architecture by architecture, each going
-            # first every other time, so the machine's drift over the run (±25 % within an hour on
-            # shared cloud cores) and any effect of the one on the other fall on both alike
-            steps = [measure_production] if args.no_reference else \
-                [measure_production, measure_reference][::1 if i % 2 == 0 else -1]
-            for step in steps:
-                step(i, genotype)
-        flagged = sum(not scorer.is_valid(c) for c in production)
-        production_s = statistics.mean(seconds)
-        row = dict(preset=preset, implementation="production", s=production_s, psi=statistics.mean(psi_s),
-                   phi=statistics.mean(phi_s), speedup=None, rho=None, flagged=flagged,
-                   threads=str(torch.get_num_threads()), components=production)
+            # paired: the implementations alternate architecture by architecture, each going first
+            # every other time, so the machine's drift over the run (±25 % within an hour on shared
+            # cloud cores) and any effect of the one on the other fall on both alike
+            for name in (list(steps) if i % 2 == 0 else list(reversed(steps))):
+                records[name].append(steps[name](i, genotype))
+        timed_rows = {name: summary_row(preset, name, measured, scorer) for name, measured in records.items()}
+        row = timed_rows["production"]
+        production = row["components"]
         production_rows = [row]
         if args.workers:
             production_rows.append(score_on_workers(scorer, preset, device, data, genotypes, images, labels, args.workers))
@@ -175,7 +184,8 @@ def main(argv=None) -> int:
             print(f"{preset}: {args.workers} Ray workers gave the in-process components for {same}/{args.n} "
                   f"architectures (equal only at equal thread counts)", flush=True)
         if not args.no_reference:
-            reference_s = statistics.mean(reference_psi_s) + statistics.mean(reference_phi_s)
+            reference_row = timed_rows["reference"]
+            reference, reference_s = reference_row["components"], reference_row["s"]
             psi_equal = sum(p["psi"] == r["psi"] for p, r in zip(production, reference))
             phi_rel = max(abs(p["phi"] - r["phi"]) / abs(r["phi"]) for p, r in zip(production, reference))
             print(f"{preset}: Ψ identical for {psi_equal}/{args.n} architectures, largest relative Φ "
@@ -184,10 +194,7 @@ def main(argv=None) -> int:
             # that took no time could not beat this ratio
             print(f"{preset}: ceiling with this Φ (production Ψ taking no time): "
                   f"{reference_s / row['phi']:.1f}×", flush=True)
-            rows.append(dict(preset=preset, implementation="reference", s=reference_s,
-                             psi=statistics.mean(reference_psi_s), phi=statistics.mean(reference_phi_s),
-                             speedup=1.0, rho=1.0, flagged=sum(not scorer.is_valid(c) for c in reference),
-                             threads=str(torch.get_num_threads())))
+            rows.append({**reference_row, "speedup": 1.0, "rho": 1.0})
             for production_row in production_rows:
                 production_row.update(speedup=reference_s / production_row["s"],
                                       rho=spearmanr(normalise_over_set(production_row["components"]),
