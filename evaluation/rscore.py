@@ -686,8 +686,9 @@ class RScore(Proxy):
 
     name = "rscore"
     direction = +1
-    # 2: Ψ on a replicated network (7th digit), JS similarity from softmax (Φ, 7th digit)
-    revision = 2
+    # 2: Ψ on a replicated network (7th digit), JS similarity from softmax (Φ, 7th digit);
+    # 3: FactorizedReduce as stride-1 convolutions of subsampled maps (Φ, 7th digit)
+    revision = 3
 
     def __init__(self, preset, device, num_classes, mean, std, **knobs):
         self.device = resolve_device(device)

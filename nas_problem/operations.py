@@ -86,7 +86,13 @@ class Zero(nn.Module):
 
 
 class FactorizedReduce(nn.Module):
-    """Halve the resolution with two offset 1x1 stride-2 convolutions, so no pixel is skipped."""
+    """Halve the resolution with two offset 1x1 stride-2 convolutions, so no pixel is skipped.
+
+    Each runs as a stride-1 1x1 convolution of the pixels it reads (even rows and columns for
+    the first, odd for the second): the same numbers, the same parameters. oneDNN 3.12 (torch
+    2.14.1) computes the weight gradient of a strided 1x1 convolution over a channels-last input
+    with fewer than 8 channels wrongly on AVX2 processors, and with one thread corrupts the heap
+    (seen on an AMD EPYC); the `reference` proxy network has such layers (6 channels)."""
 
     def __init__(self, c_in, c_out, batchnorm=True, replicas=1):
         super().__init__()
@@ -94,13 +100,14 @@ class FactorizedReduce(nn.Module):
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
         self.replicas = replicas
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = conv(c_in, c_out // 2, 1, replicas, stride=2)
-        self.conv_2 = conv(c_in, c_out // 2, 1, replicas, stride=2)
+        self.conv_1 = conv(c_in, c_out // 2, 1, replicas)
+        self.conv_2 = conv(c_in, c_out // 2, 1, replicas)
         self.bn = norm(c_out, batchnorm, replicas=replicas)
 
     def forward(self, x):
         x = self.relu(x)
-        return self.bn(channel_concat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], self.replicas))
+        return self.bn(channel_concat([self.conv_1(x[:, :, ::2, ::2]), self.conv_2(x[:, :, 1::2, 1::2])],
+                                      self.replicas))
 
 
 OPERATIONS = {

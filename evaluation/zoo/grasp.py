@@ -30,6 +30,8 @@ def grasp_score(model, x, y) -> float:
 @register
 class Grasp(ZooProxy):
     name = "grasp"
+    # 2: FactorizedReduce as stride-1 convolutions of subsampled maps (last digits)
+    revision = 2
 
     def score_network(self, net, x, y):
         return grasp_score(net, x, y)
