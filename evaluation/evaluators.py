@@ -1,7 +1,8 @@
 """How a batch of architectures gets scored: in this process, or fanned out over Ray actors.
 
 Both give identical results for the same jobs: each job carries its own seed (derived from the
-search seed and the architecture), so neither order nor worker changes a score.
+search seed and the architecture), so neither order nor worker changes a score. Both hand each
+result back as soon as it is ready, so the caller can archive it before the next one finishes.
 """
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import time
 from .registry import ProxyError
 
 RAY_RESOURCE_UNITS = 10_000
+
+
+class WorkerError(RuntimeError):
+    """A Ray worker's process died while it scored an architecture."""
 
 
 def timed_measure(proxy, genotype, images, labels, seed):
@@ -107,8 +112,10 @@ class InProcessEvaluator:
         self.labels = labels
 
     def __call__(self, jobs):
-        """jobs: list of (genotype, seed) -> list of (components, seconds, threads, device), in job order."""
-        return [timed_measure(self.proxy, genotype, self.images, self.labels, seed) for genotype, seed in jobs]
+        """jobs: list of (genotype, seed) -> yields (position in jobs, (components, seconds, threads,
+        device)) as each architecture is scored."""
+        for position, (genotype, seed) in enumerate(jobs):
+            yield position, timed_measure(self.proxy, genotype, self.images, self.labels, seed)
 
     def describe(self) -> str:
         import torch
@@ -130,9 +137,9 @@ class ProxyWorker:
         self.proxy = get_proxy(proxy_name, **proxy_kwargs)
         self.images, self.labels = batch
 
-    def measure(self, job):
+    def measure(self, position, job):
         genotype, seed = job
-        return timed_measure(self.proxy, genotype, self.images, self.labels, seed)
+        return position, timed_measure(self.proxy, genotype, self.images, self.labels, seed)
 
 
 class RayEvaluator:
@@ -173,7 +180,15 @@ class RayEvaluator:
         self.pool = ActorPool(self.actors)
 
     def __call__(self, jobs):
-        return list(self.pool.map(lambda worker, job: worker.measure.remote(job), jobs))
+        """As :meth:`InProcessEvaluator.__call__`, in the order the workers finish. A worker whose
+        process died (a crash, the out-of-memory killer) is a :class:`WorkerError`."""
+        from ray.exceptions import RayActorError
+        try:
+            yield from self.pool.map_unordered(lambda worker, item: worker.measure.remote(*item), list(enumerate(jobs)))
+        except RayActorError as error:
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise WorkerError(f"a Ray worker died while scoring ({detail}): its process crashed or was killed, "
+                              f"e.g. for lack of memory") from None
 
     def describe(self) -> str:
         where = f"{self.gpus_per_worker:g} GPU each" if self.gpus_per_worker else "on the CPU"

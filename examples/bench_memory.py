@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     while done < args.n:
         batch = min(args.every, args.n - done)
         jobs = [(space.decode(space.random_x(rng)), done + i) for i in range(batch)]
-        evaluator(jobs)
+        list(evaluator(jobs))  # a generator: scoring happens as it is read
         done += batch
         row = (done, proc_status_mib("VmHWM"), proc_status_mib("VmRSS"),
                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, (time.perf_counter() - start) / done)

@@ -87,14 +87,14 @@ def score_on_workers(scorer, preset, device, data, genotypes, images, labels, wo
     evaluator = RayEvaluator("rscore", dict(preset=preset, device=device.type, mean=data.mean, std=data.std),
                              images, labels, workers=workers, threads_per_worker=1)
     try:
-        ray.get([actor.measure.remote((genotype, 0)) for actor, genotype in zip(evaluator.actors, genotypes)])
+        ray.get([actor.measure.remote(0, (genotype, 0)) for actor, genotype in zip(evaluator.actors, genotypes)])
         start = time.perf_counter()
-        results = evaluator([(genotype, i) for i, genotype in enumerate(genotypes)])
+        results = dict(evaluator([(genotype, i) for i, genotype in enumerate(genotypes)]))
         seconds = (time.perf_counter() - start) / len(genotypes)
         describe = evaluator.describe()
     finally:
         evaluator.close()
-    components = [result[0] for result in results]
+    components = [results[i][0] for i in range(len(genotypes))]
     print(f"{preset}: production on {describe}: {seconds:.3f} s/arch", flush=True)
     return dict(preset=preset, implementation=f"production, {workers} Ray workers", s=seconds, psi=None, phi=None,
                 speedup=None, rho=None, flagged=sum(not scorer.is_valid(c) for c in components), threads="1 each",

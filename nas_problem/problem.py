@@ -111,20 +111,19 @@ class RobustNASProblem(Problem):
             if self.archive.get(self.proxy_id, key) is None and key not in missing:
                 missing[key] = genotype
         self.n_reused += sum(1 for key in keys if key not in missing)
-        if missing:
-            jobs = [(g, self.architecture_seed(k)) for k, g in missing.items()]
-            results = self.evaluator(jobs)
-            records = []
-            for (key, genotype), (components, seconds, threads, device) in zip(missing.items(), results):
-                records.append({
-                    "key": key, "genotype": str(genotype), "x": self.space.encode(genotype).tolist(),
-                    "proxy": self.proxy.name, "proxy_id": self.proxy_id, "components": components,
-                    "valid": bool(self.proxy.is_valid(components)),
-                    "params": count_params(genotype, num_classes=self.num_classes),
-                    "flops": count_flops(genotype, num_classes=self.num_classes),
-                    "seconds": seconds, "device": device or str(self.device), "threads": threads, "role": role})
-            self.archive.add(records)
-            self.n_scored += len(records)
+        items = list(missing.items())
+        jobs = [(genotype, self.architecture_seed(key)) for key, genotype in items]
+        # each record is archived as it comes back: a search killed mid-batch keeps all it scored
+        for position, (components, seconds, threads, device) in self.evaluator(jobs):
+            key, genotype = items[position]
+            self.archive.add([{
+                "key": key, "genotype": str(genotype), "x": self.space.encode(genotype).tolist(),
+                "proxy": self.proxy.name, "proxy_id": self.proxy_id, "components": components,
+                "valid": bool(self.proxy.is_valid(components)),
+                "params": count_params(genotype, num_classes=self.num_classes),
+                "flops": count_flops(genotype, num_classes=self.num_classes),
+                "seconds": seconds, "device": device or str(self.device), "threads": threads, "role": role}])
+            self.n_scored += 1
         return [self.archive.get(self.proxy_id, key) for key in keys]
 
     def calibrate(self):

@@ -67,6 +67,26 @@ def test_resume_says_how_much_of_a_mixed_archive_it_reuses(tmp_path):
     assert json.loads((mixed / "summary.json").read_text())["scored"] == len(ours) - kept
 
 
+def test_a_worker_dying_ends_the_search_with_one_line_and_a_resumable_archive(tmp_path, capsys, monkeypatch):
+    from evaluation.evaluators import InProcessEvaluator, WorkerError
+    score = InProcessEvaluator.__call__
+
+    def dies_after_two(self, jobs):
+        results = score(self, jobs)
+        yield next(results)
+        yield next(results)
+        raise WorkerError("a Ray worker died while scoring (test)")
+
+    monkeypatch.setattr(InProcessEvaluator, "__call__", dies_after_two)
+    assert search(tmp_path, name="died") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a Ray worker died while scoring" in err[0] and "--resume" in err[0]
+    assert len((tmp_path / "died" / "archive.jsonl").read_text().splitlines()) == 2
+    monkeypatch.setattr(InProcessEvaluator, "__call__", score)
+    assert search(tmp_path, name="died", resume=True) == 0
+    assert "archive holds 2 scored architectures; they are reused" in (tmp_path / "died" / "log.txt").read_text()
+
+
 def test_resume_without_an_archive_is_refused(tmp_path, capsys):
     assert search(tmp_path, name="never", resume=True) == 2
     assert "nothing to resume" in capsys.readouterr().err

@@ -116,3 +116,23 @@ def test_workers_on_a_cluster_already_running_leave_it_running(genotypes, tmp_pa
         assert [r["components"] for r in got] == [r["components"] for r in expected]
     finally:
         ray.shutdown()
+
+
+def test_a_worker_that_dies_is_one_clear_error_and_what_was_scored_stays_archived(genotypes, tmp_path):
+    ray = pytest.importorskip("ray")
+    from evaluation.evaluators import WorkerError
+    options = dict(dataset="digits", proxy="rscore", preset="reference", device="cpu", seed=3, n_calibration=0,
+                   proxy_kwargs={"psi_inits": 4})
+    problem = RobustNASProblem(**options, workers=2, archive=tmp_path / "archive.jsonl")
+    try:
+        ray.kill(problem.evaluator.actors[0])  # as a crash or the out-of-memory killer would
+        with pytest.raises(WorkerError, match="a Ray worker died while scoring"):
+            problem.score_genotypes(genotypes)
+    finally:
+        problem.close()
+    # whatever the living worker finished first is archived, and equals the in-process score
+    archived = RobustNASProblem(**options, archive=tmp_path / "archive.jsonl").archive.records
+    assert len(archived) < len(genotypes)
+    by_key = {g.key(): g for g in genotypes}
+    local = RobustNASProblem(**options).score_genotypes([by_key[r["key"]] for r in archived])
+    assert [r["components"] for r in archived] == [r["components"] for r in local]

@@ -99,6 +99,30 @@ def test_archive_caches_across_problems_and_survives_a_torn_last_line(tmp_path):
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
+def test_a_search_killed_mid_batch_keeps_every_architecture_scored_before(tmp_path, monkeypatch):
+    path = tmp_path / "archive.jsonl"
+    problem = make(archive=path, n_calibration=0)
+    genotypes = [problem.decode(x) for x in random_X(problem, 8, 5)]
+    measure = CountingProxy.measure
+
+    def killed_on_the_fourth(self, genotype, *args):
+        if CountingProxy.calls == 3:
+            raise KeyboardInterrupt
+        return measure(self, genotype, *args)
+
+    monkeypatch.setattr(CountingProxy, "measure", killed_on_the_fourth)
+    CountingProxy.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        problem.score_genotypes(genotypes)
+    # the three scored before the kill are on disk, not lost with the batch
+    assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == [g.key() for g in genotypes[:3]]
+    monkeypatch.setattr(CountingProxy, "measure", measure)
+    CountingProxy.calls = 0
+    resumed = make(archive=path, n_calibration=0)
+    resumed.score_genotypes(genotypes)
+    assert CountingProxy.calls == resumed.n_scored == 5 and resumed.n_reused == 3
+
+
 def test_a_different_proxy_configuration_does_not_reuse_the_cache(tmp_path):
     path = tmp_path / "archive.jsonl"
     make(archive=path).evaluate(random_X(make(), 3, 4))

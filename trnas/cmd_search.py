@@ -1,8 +1,10 @@
 """trnas search --config configs/quick.yaml [key=value ...] [--resume]"""
 from __future__ import annotations
 
+import sys
+
 from .config import load_config
-from .search import SEARCH_DEFAULTS, run_search
+from .search import SEARCH_DEFAULTS, run_folder, run_search
 
 
 def add_parser(subparsers):
@@ -17,6 +19,13 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
+    from evaluation.evaluators import WorkerError
     config = load_config(args.config, args.overrides, SEARCH_DEFAULTS)
-    run_search(config, resume=args.resume)
+    try:
+        run_search(config, resume=args.resume)
+    except WorkerError as error:
+        # not bad input (exit 2), and no traceback: what was scored is archived and reusable
+        print(f"trnas search: error: {error}; every architecture scored before it is in "
+              f"{run_folder(config) / 'archive.jsonl'}, and --resume continues from there", file=sys.stderr)
+        return 1
     return 0
