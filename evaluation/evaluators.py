@@ -157,7 +157,6 @@ class RayEvaluator:
     def __init__(self, proxy_name, proxy_kwargs, images, labels, workers=2, ray_address=None,
                  gpus_per_worker=None, threads_per_worker=1):
         import ray
-        from ray.util import ActorPool
 
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
@@ -177,18 +176,29 @@ class RayEvaluator:
         actor = ray.remote(num_cpus=1, num_gpus=share)(ProxyWorker)
         batch = ray.put((images.cpu(), labels.cpu()))
         self.actors = [actor.remote(proxy_name, kwargs, batch, threads_per_worker) for _ in range(workers)]
-        self.pool = ActorPool(self.actors)
+        self.lost = None
 
     def __call__(self, jobs):
         """As :meth:`InProcessEvaluator.__call__`, in the order the workers finish. A worker whose
-        process died (a crash, the out-of-memory killer) is a :class:`WorkerError`."""
+        process died (a crash, the out-of-memory killer) or that could not start is a
+        :class:`WorkerError`, and so is every later call: the pool is one worker short."""
         from ray.exceptions import RayActorError
+        from ray.util import ActorPool
+        if self.lost:
+            raise WorkerError(self.lost)
+        # a pool per call: jobs a caller abandoned (an interrupt, an error) are not waited for
+        # or handed back by the next call; the actors finish them and the results are dropped
+        pool = ActorPool(self.actors)
         try:
-            yield from self.pool.map_unordered(lambda worker, item: worker.measure.remote(*item), list(enumerate(jobs)))
+            yield from pool.map_unordered(lambda worker, item: worker.measure.remote(*item), list(enumerate(jobs)))
         except RayActorError as error:
-            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise WorkerError(f"a Ray worker died while scoring ({detail}): its process crashed or was killed, "
-                              f"e.g. for lack of memory") from None
+            lines = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+            if error.actor_init_failed:  # the traceback of the worker's __init__ ends with its exception
+                self.lost = f"a Ray worker could not start: {lines[-1].strip()}"
+            else:
+                self.lost = (f"a Ray worker died while scoring ({lines[0].strip()}): its process crashed or was "
+                             f"killed, e.g. for lack of memory")
+            raise WorkerError(self.lost) from error
 
     def describe(self) -> str:
         where = f"{self.gpus_per_worker:g} GPU each" if self.gpus_per_worker else "on the CPU"
