@@ -15,7 +15,8 @@ RAY_RESOURCE_UNITS = 10_000
 
 
 class WorkerError(RuntimeError):
-    """A Ray worker's process died while it scored an architecture."""
+    """A Ray worker died while it scored an architecture, or could not start its proxy: the
+    evaluator is a worker short from then on."""
 
 
 def timed_measure(proxy, genotype, images, labels, seed):
