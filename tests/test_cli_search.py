@@ -83,6 +83,7 @@ def test_a_worker_dying_ends_the_search_with_one_line_and_a_resumable_archive(tm
     assert len(err) == 1 and "a Ray worker died while scoring" in err[0] and "--resume" in err[0]
     assert len((tmp_path / "died" / "archive.jsonl").read_text().splitlines()) == 2
     assert "error: a Ray worker died while scoring" in (tmp_path / "died" / "log.txt").read_text()
+    assert err[0].split("error: ", 1)[1] in (tmp_path / "died" / "log.txt").read_text()  # the same line in both
     monkeypatch.setattr(InProcessEvaluator, "__call__", score)
     assert search(tmp_path, name="died", resume=True) == 0
     assert "archive holds 2 scored architectures; they are reused" in (tmp_path / "died" / "log.txt").read_text()

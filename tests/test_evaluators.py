@@ -8,6 +8,11 @@ from helpers import score_in_process_and_on_workers
 from nas_problem import Genotype, RobustNASProblem
 
 
+# a cheap R-Score (4 Ψ initialisations) that every worker test scores with
+RSCORE_ON_THE_CPU = dict(dataset="digits", proxy="rscore", preset="reference", device="cpu", seed=3, n_calibration=0,
+                         proxy_kwargs={"psi_inits": 4})
+
+
 @pytest.fixture(scope="module")
 def genotypes():
     rng = np.random.default_rng(11)
@@ -18,16 +23,14 @@ def genotypes():
 
 def test_two_ray_workers_score_exactly_as_in_process(genotypes, tmp_path):
     pytest.importorskip("ray")
-    options = dict(dataset="digits", proxy="rscore", preset="reference", device="cpu", seed=3, n_calibration=0,
-                   proxy_kwargs={"psi_inits": 4})
-    expected, got = score_in_process_and_on_workers(genotypes, options, tmp_path / "archive.jsonl", workers=2)
+    expected, got = score_in_process_and_on_workers(genotypes, RSCORE_ON_THE_CPU, tmp_path / "archive.jsonl", workers=2)
     assert [r["key"] for r in got] == [r["key"] for r in expected]
     assert [r["components"] for r in got] == [r["components"] for r in expected]
     # each record names the torch thread count it was scored with (scores depend on it)
     assert {r["threads"] for r in got} == {1} == {r["threads"] for r in expected}
     assert {r["device"] for r in got} == {"cpu"} == {r["device"] for r in expected}
     # the archive keeps working with workers: everything is on disk and a rerun rescores nothing
-    reread = RobustNASProblem(**options, archive=tmp_path / "archive.jsonl")
+    reread = RobustNASProblem(**RSCORE_ON_THE_CPU, archive=tmp_path / "archive.jsonl")
     reread.score_genotypes(genotypes)
     assert reread.n_scored == 0 and len(reread.archive) == len(genotypes)
 
@@ -107,11 +110,9 @@ def test_a_device_index_is_fine_where_workers_do_not_need_to_honour_it():
 
 def test_workers_on_a_cluster_already_running_leave_it_running(genotypes, tmp_path):
     ray = pytest.importorskip("ray")
-    options = dict(dataset="digits", proxy="rscore", preset="reference", device="cpu", seed=3, n_calibration=0,
-                   proxy_kwargs={"psi_inits": 4})
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        expected, got = score_in_process_and_on_workers(genotypes[:2], options, tmp_path / "archive.jsonl",
+        expected, got = score_in_process_and_on_workers(genotypes[:2], RSCORE_ON_THE_CPU, tmp_path / "archive.jsonl",
                                                         workers=2)
         # the problem used the cluster it found and, closing, stopped its actors but not the cluster
         assert ray.is_initialized()
@@ -123,9 +124,7 @@ def test_workers_on_a_cluster_already_running_leave_it_running(genotypes, tmp_pa
 def test_a_worker_that_dies_is_one_clear_error_and_what_was_scored_stays_archived(genotypes, tmp_path):
     ray = pytest.importorskip("ray")
     from evaluation.evaluators import WorkerError
-    options = dict(dataset="digits", proxy="rscore", preset="reference", device="cpu", seed=3, n_calibration=0,
-                   proxy_kwargs={"psi_inits": 4})
-    problem = RobustNASProblem(**options, workers=2, archive=tmp_path / "archive.jsonl")
+    problem = RobustNASProblem(**RSCORE_ON_THE_CPU, workers=2, archive=tmp_path / "archive.jsonl")
     add = problem.archive.add
 
     def add_then_kill_a_worker(records):
@@ -143,24 +142,22 @@ def test_a_worker_that_dies_is_one_clear_error_and_what_was_scored_stays_archive
     finally:
         problem.close()
     # what came back before the worker died is on disk and equals the in-process score
-    archived = RobustNASProblem(**options, archive=tmp_path / "archive.jsonl").archive.records
+    archived = RobustNASProblem(**RSCORE_ON_THE_CPU, archive=tmp_path / "archive.jsonl").archive.records
     assert 1 <= len(archived) < len(genotypes)
     by_key = {g.key(): g for g in genotypes}
-    local = RobustNASProblem(**options).score_genotypes([by_key[r["key"]] for r in archived])
+    local = RobustNASProblem(**RSCORE_ON_THE_CPU).score_genotypes([by_key[r["key"]] for r in archived])
     assert [r["components"] for r in archived] == [r["components"] for r in local]
 
 
 def test_results_that_come_back_out_of_order_are_archived_under_their_own_architecture(genotypes, tmp_path):
     pytest.importorskip("ray")
-    options = dict(dataset="digits", proxy="rscore", preset="reference", device="cpu", seed=3, n_calibration=0,
-                   proxy_kwargs={"psi_inits": 4})
     # the slowest architecture first (separable 5x5 convolutions everywhere), then pools: the
     # second worker returns the cheap ones while the first is still busy
     heavy = Genotype.parse(json.dumps({"normal": [["sep_conv_5x5", 0], ["sep_conv_5x5", 1]] * 4,
                                        "reduce": [["sep_conv_5x5", 0], ["sep_conv_5x5", 1]] * 4}))
     light = [Genotype.parse(json.dumps({"normal": [[op, 0], [op, 1]] * 4, "reduce": [[op, 0], [op, 1]] * 4}))
              for op in ("max_pool_3x3", "avg_pool_3x3", "skip_connect")]
-    problem = RobustNASProblem(**options, workers=2, archive=tmp_path / "archive.jsonl")
+    problem = RobustNASProblem(**RSCORE_ON_THE_CPU, workers=2, archive=tmp_path / "archive.jsonl")
     try:
         problem.score_genotypes(genotypes[:2])  # both workers up and warm
         got = problem.score_genotypes([heavy, *light])
@@ -168,6 +165,6 @@ def test_results_that_come_back_out_of_order_are_archived_under_their_own_archit
         problem.close()
     finished = [json.loads(line)["key"] for line in (tmp_path / "archive.jsonl").read_text().splitlines()][2:]
     assert finished != [g.key() for g in [heavy, *light]], "the results came back in job order"
-    expected = RobustNASProblem(**options).score_genotypes([heavy, *light])
+    expected = RobustNASProblem(**RSCORE_ON_THE_CPU).score_genotypes([heavy, *light])
     assert [r["key"] for r in got] == [r["key"] for r in expected]
     assert [r["components"] for r in got] == [r["components"] for r in expected]

@@ -48,12 +48,12 @@ def test_float32_gradients_of_every_operation_agree_with_float64(threads):
         x = torch.randn(16, c_in, size, size)
         weights = torch.randn_like(module(x))
         results = {}
+        # float32 channels-last as Φ runs on the CPU, then the same module converted in place to float64
         for dtype, layout in ((torch.float32, torch.channels_last), (torch.float64, torch.contiguous_format)):
-            copy = module.to(dtype)
+            module.to(dtype)
             inputs = x.to(dtype).contiguous(memory_format=layout).requires_grad_(True)
-            parameters = list(copy.parameters())
-            loss = (copy(inputs) * weights.to(dtype)).sum()
-            results[dtype] = torch.autograd.grad(loss, [inputs, *parameters])
+            loss = (module(inputs) * weights.to(dtype)).sum()
+            results[dtype] = torch.autograd.grad(loss, [inputs, *module.parameters()])
         for low, high in zip(results[torch.float32], results[torch.float64]):
             error = float((low.double() - high).abs().max() / high.abs().max().clamp_min(1e-12))
             if error > 1e-4:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from .config import load_config
-from .search import SEARCH_DEFAULTS, run_folder, run_search
+from .search import SEARCH_DEFAULTS, run_search
 
 
 def add_parser(subparsers):
@@ -25,7 +25,6 @@ def run(args) -> int:
         run_search(config, resume=args.resume)
     except WorkerError as error:
         # not bad input (exit 2), and no traceback: what was scored is archived and reusable
-        print(f"trnas search: error: {error}; every architecture scored before it is in "
-              f"{run_folder(config) / 'archive.jsonl'}, and --resume continues from there", file=sys.stderr)
+        print(f"trnas search: error: {error}", file=sys.stderr)
         return 1
     return 0

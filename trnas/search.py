@@ -119,61 +119,67 @@ def run_search(config: dict, resume: bool = False, report=print) -> Path:
 
 
 def _search(problem, config, folder, report) -> Path:
-    from pymoo.optimize import minimize
-
+    """Run the search, its progress lines going to ``report`` and to the run folder's log.txt. A
+    lost Ray worker is logged there too, and raised again naming the archive to resume from."""
     algorithm = make_algorithm(config["algorithm"], problem, config["pop_size"], config["n_clusters"],
                                config["importance"], config["n_neighbors"])
     folder.mkdir(parents=True, exist_ok=True)
     write_yaml(folder / "config.yaml", config)
-    log = open(folder / "log.txt", "a")
-    try:
+    with open(folder / "log.txt", "a") as log:
         def say(line: str):
             report(line)
             log.write(line + "\n")
             log.flush()
 
-        say(f"trnas search: {config['algorithm']} on {config['space']}/{config['dataset']}, proxy "
-            f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
-            f"({problem.evaluator.describe()}), seed {config['seed']} -> {folder}")
-        if len(problem.archive):
-            usable = len(problem.archive.records_of(problem.proxy_id))
-            if usable == len(problem.archive):
-                say(f"archive holds {usable} scored architectures; they are reused, not rescored")
-            else:
-                # another proxy, configuration, data batch, seed or code revision scored the others
-                say(f"archive holds {len(problem.archive)} scored architectures, {usable} of them scored the way "
-                    f"this run scores; those are reused, the others are kept but not used")
-        start = time.perf_counter()
-        say(f"calibrating R-Score normalisation on {problem.n_calibration} random architectures ...")
-        problem.calibrate()
-        say(f"calibration done in {format_seconds(time.perf_counter() - start)}: {problem.calibration}")
-        result = minimize(problem, algorithm, ("n_gen", config["n_gen"]), seed=config["seed"],
-                          callback=Progress(problem, config["n_gen"], say), verbose=False)
-        wall = time.perf_counter() - start
-        scored, reused = problem.n_scored, problem.n_reused  # before the result tables look scores up again
+        try:
+            return _search_and_write_results(problem, algorithm, config, folder, say)
+        except WorkerError as error:
+            message = (f"{error}; every architecture scored before it is in {folder / 'archive.jsonl'}, and "
+                       f"--resume continues from there")
+            log.write(f"error: {message}\n")
+            raise WorkerError(message) from error
 
-        population = describe(problem, problem.score_genotypes([problem.decode(x) for x in result.pop.get("X")]))
-        front = describe(problem, problem.score_genotypes([problem.decode(x) for x in np.atleast_2d(result.opt.get("X"))]))
-        chosen = mark_front(front)
-        evaluated = describe(problem, [r for r in problem.archive.records_of(problem.proxy_id) if r["role"] == "search"])
-        write_table(folder / "population", population)
-        write_table(folder / "front", front)
-        write_table(folder / "evaluations", evaluated)
-        write_json(folder / "summary.json", {
-            "algorithm": config["algorithm"], "seed": config["seed"], "n_gen": config["n_gen"],
-            "evaluations": int(result.algorithm.evaluator.n_eval), "scored": scored, "reused": reused, "wall_seconds": round(wall, 2), "device": str(problem.device),
-            "calibration": problem.calibration, **chosen})
-        plot_run(folder, title=f"{config['algorithm']} on {config['space']}/{config['dataset']} (seed {config['seed']})")
-        say(f"done in {format_seconds(wall)}: {scored} architectures scored, {reused} reused from the archive; "
-            f"front of {len(front)}")
-        if chosen:
-            for label, row in (("best R-Score", chosen["best_rscore"]), ("knee", chosen["knee"])):
-                say(f"{label}: R-Score {row['r_score']:.2f}, {row['params_m']:.2f} M params, {row['flops_m']:.0f} M FLOPs\n"
-                    f"  {row['genotype']}")
-        say(f"results in {folder}/ (front.csv, population.csv, evaluations.csv, summary.json, front.png, log.txt)")
-        return folder
-    except WorkerError as error:
-        log.write(f"error: {error}\n")
-        raise
-    finally:
-        log.close()
+
+def _search_and_write_results(problem, algorithm, config, folder, say) -> Path:
+    from pymoo.optimize import minimize
+
+    say(f"trnas search: {config['algorithm']} on {config['space']}/{config['dataset']}, proxy "
+        f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
+        f"({problem.evaluator.describe()}), seed {config['seed']} -> {folder}")
+    if len(problem.archive):
+        usable = len(problem.archive.records_of(problem.proxy_id))
+        if usable == len(problem.archive):
+            say(f"archive holds {usable} scored architectures; they are reused, not rescored")
+        else:
+            # another proxy, configuration, data batch, seed or code revision scored the others
+            say(f"archive holds {len(problem.archive)} scored architectures, {usable} of them scored the way "
+                f"this run scores; those are reused, the others are kept but not used")
+    start = time.perf_counter()
+    say(f"calibrating R-Score normalisation on {problem.n_calibration} random architectures ...")
+    problem.calibrate()
+    say(f"calibration done in {format_seconds(time.perf_counter() - start)}: {problem.calibration}")
+    result = minimize(problem, algorithm, ("n_gen", config["n_gen"]), seed=config["seed"],
+                      callback=Progress(problem, config["n_gen"], say), verbose=False)
+    wall = time.perf_counter() - start
+    scored, reused = problem.n_scored, problem.n_reused  # before the result tables look scores up again
+
+    population = describe(problem, problem.score_genotypes([problem.decode(x) for x in result.pop.get("X")]))
+    front = describe(problem, problem.score_genotypes([problem.decode(x) for x in np.atleast_2d(result.opt.get("X"))]))
+    chosen = mark_front(front)
+    evaluated = describe(problem, [r for r in problem.archive.records_of(problem.proxy_id) if r["role"] == "search"])
+    write_table(folder / "population", population)
+    write_table(folder / "front", front)
+    write_table(folder / "evaluations", evaluated)
+    write_json(folder / "summary.json", {
+        "algorithm": config["algorithm"], "seed": config["seed"], "n_gen": config["n_gen"],
+        "evaluations": int(result.algorithm.evaluator.n_eval), "scored": scored, "reused": reused, "wall_seconds": round(wall, 2), "device": str(problem.device),
+        "calibration": problem.calibration, **chosen})
+    plot_run(folder, title=f"{config['algorithm']} on {config['space']}/{config['dataset']} (seed {config['seed']})")
+    say(f"done in {format_seconds(wall)}: {scored} architectures scored, {reused} reused from the archive; "
+        f"front of {len(front)}")
+    if chosen:
+        for label, row in (("best R-Score", chosen["best_rscore"]), ("knee", chosen["knee"])):
+            say(f"{label}: R-Score {row['r_score']:.2f}, {row['params_m']:.2f} M params, {row['flops_m']:.0f} M FLOPs\n"
+                f"  {row['genotype']}")
+    say(f"results in {folder}/ (front.csv, population.csv, evaluations.csv, summary.json, front.png, log.txt)")
+    return folder
