@@ -1,13 +1,15 @@
 """How a batch of architectures gets scored: in this process, or fanned out over Ray actors.
 
 Both give identical results for the same jobs: each job carries its own seed (derived from the
-search seed and the architecture), so neither order nor worker changes a score. Both hand each
+search seed and the architecture), so neither order nor worker changes a score (CPU kernels sum
+in an order that depends on their thread count, which every record notes). Both hand each
 result back as soon as it is ready, so the caller can archive it before the next one finishes.
 """
 from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .registry import ProxyError
 
@@ -105,22 +107,70 @@ def worker_gpu_share(gpus_per_worker, device_type: str, cluster_gpus: float, wor
 
 
 class InProcessEvaluator:
-    """Scores architectures one after another with a proxy and a fixed data batch."""
+    """Scores architectures in this process with a proxy and a fixed data batch.
 
-    def __init__(self, proxy, images, labels):
+    On the CPU, a proxy whose ``measure`` may run in several threads at once
+    (``Proxy.thread_safe``: the R-Score) scores ``in_flight`` architectures at a time (default:
+    torch's thread count), each on its own thread with one torch thread. Two architectures side
+    by side on two cores go faster than one on two cores: most of a small network's time is
+    spent in short kernels, which intra-op threads barely split. Every architecture then runs
+    on one torch thread, so its numbers do not depend on how many threads the search has, and
+    equal a one-thread Ray worker's. Any other proxy, a GPU, or ``in_flight=1`` scores one
+    architecture after another on the calling thread, with its torch threads."""
+
+    def __init__(self, proxy, images, labels, in_flight: int | None = None):
+        if in_flight is not None and (isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1):
+            raise ProxyError(f"in_flight must be a positive integer or None, got {in_flight!r}")
         self.proxy = proxy
         self.images = images
         self.labels = labels
+        self.in_flight = in_flight
+
+    def concurrency(self) -> int:
+        """How many architectures a call scores at once (1: one after another, in the caller)."""
+        import torch
+        device = getattr(self.proxy, "device", None)
+        if not getattr(self.proxy, "thread_safe", False) or device is None or torch.device(device).type != "cpu":
+            return 1
+        return self.in_flight or torch.get_num_threads()
 
     def __call__(self, jobs):
         """jobs: list of (genotype, seed) -> yields (position in jobs, (components, seconds, threads,
-        device)) as each architecture is scored."""
-        for position, (genotype, seed) in enumerate(jobs):
-            yield position, timed_measure(self.proxy, genotype, self.images, self.labels, seed)
+        device)) as each architecture is scored: in job order one at a time, else in the order
+        they finish."""
+        concurrency = self.concurrency()
+        if concurrency == 1:
+            for position, (genotype, seed) in enumerate(jobs):
+                yield position, timed_measure(self.proxy, genotype, self.images, self.labels, seed)
+            return
+        yield from self._in_flight(jobs, concurrency)
+
+    def _in_flight(self, jobs, concurrency):
+        import torch
+
+        from .registry import exact_numerics
+        # torch's thread count belongs to the thread that sets it: the caller keeps its own.
+        # The cuDNN flags are process-wide, and each measure sets and restores them: held here
+        # around the whole call, every thread restores the same settings and the caller's
+        # come back at the end.
+        with exact_numerics():
+            pool = ThreadPoolExecutor(concurrency, thread_name_prefix="trnas-scoring",
+                                      initializer=torch.set_num_threads, initargs=(1,))
+            try:
+                futures = {pool.submit(timed_measure, self.proxy, genotype, self.images, self.labels, seed): position
+                           for position, (genotype, seed) in enumerate(jobs)}
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            finally:
+                # an interrupted call drops the jobs not started and waits for those running
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def describe(self) -> str:
         import torch
-        return f"in-process, {_threads(torch.get_num_threads())}"
+        concurrency = self.concurrency()
+        if concurrency == 1:
+            return f"in-process, {_threads(torch.get_num_threads())}"
+        return f"in-process, {concurrency} architectures at once, {_threads(1)} each"
 
     def close(self):
         pass

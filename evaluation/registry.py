@@ -160,6 +160,11 @@ class Proxy:
     # the batch of a proxy that scores whatever it is given (its config's n_images is None or
     # absent): the R-Score reference preset's B
     default_images: int = 16
+    # whether measure() may run in several threads at once: it keeps nothing between calls and
+    # draws every random number from generators it seeds itself, never from torch's global RNG
+    # (which concurrent calls would share). The in-process evaluator then scores several
+    # architectures at a time on the CPU.
+    thread_safe: bool = False
 
     @property
     def batch_size(self) -> int:

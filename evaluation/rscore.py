@@ -11,6 +11,7 @@ and runs both with the knobs of a preset.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import weakref
 
@@ -689,6 +690,8 @@ class RScore(Proxy):
     # 2: Ψ on a replicated network (7th digit), JS similarity from softmax (Φ, 7th digit);
     # 3: FactorizedReduce as stride-1 convolutions of subsampled maps (Φ, 7th digit)
     revision = 3
+    # weights come from generators seeded per call; networks and hooks are built per call
+    thread_safe = True
 
     def __init__(self, preset, device, num_classes, mean, std, **knobs):
         self.device = resolve_device(device)
@@ -698,7 +701,12 @@ class RScore(Proxy):
             setattr(self, key, value)
         self.config = {"preset": preset, **knobs, "num_classes": num_classes,
                        "mean": list(mean), "std": list(std)}
-        self.last_timing = {}
+        self._timing = threading.local()
+
+    @property
+    def last_timing(self) -> dict:
+        """Seconds of Ψ and Φ in this thread's last ``measure`` (``psi_s``, ``phi_s``)."""
+        return getattr(self._timing, "value", {})
 
     def _batch(self, images, labels):
         n = self.config["n_images"]
@@ -744,7 +752,7 @@ class RScore(Proxy):
             middle = time.perf_counter()
             psi_value = psi(network, normalised, self.psi_inits, torch.Generator().manual_seed(psi_seed),
                             replicate=replicate)
-            self.last_timing = {"psi_s": time.perf_counter() - middle, "phi_s": middle - start}
+            self._timing.value = {"psi_s": time.perf_counter() - middle, "phi_s": middle - start}
         return {"psi": psi_value, "phi": phi_value}
 
     def is_valid(self, components) -> bool:

@@ -13,6 +13,12 @@ R-Scores (each normalised over the set). It also prints the ceiling that product
 on the speed-up (reference seconds / production Φ seconds): Φ is one network's three
 forward/backward passes, which no batching across initialisations can shorten.
 
+On the CPU it adds a row for what a search does in process there: ``--in-flight K``
+architectures at a time (default: torch's thread count; 1 leaves the row out), each on its own
+thread with one torch thread (``InProcessEvaluator``). That row is timed in blocks of 10
+architectures, each block right after the paired rows have scored it, so it is paired by block:
+seconds per architecture are its wall time over the block's architectures.
+
 ``--workers W`` adds a row for the production path with W architectures in flight: the same
 architectures and seeds scored on W Ray actors (one torch thread each on the CPU; on a GPU
 they share it, 1/W each), seconds per architecture being wall time over N, start-up excluded;
@@ -20,7 +26,7 @@ it runs after the paired rows, so its speed-up is not paired.
 
     python examples/bench_proxy_speed.py --n 50 --presets reference
     python examples/bench_proxy_speed.py --n 50 --presets reference --workers 2
-    python examples/bench_proxy_speed.py --n 10 --presets paper --no-reference
+    python examples/bench_proxy_speed.py --n 10 --presets paper --no-reference --in-flight 1
 """
 from __future__ import annotations
 
@@ -41,9 +47,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from evaluation import get_proxy, load_dataset, proxy_batch  # noqa: E402
+from evaluation.evaluators import InProcessEvaluator  # noqa: E402
 from evaluation.registry import resolve_device  # noqa: E402
 from evaluation.rscore import normalise_over_set  # noqa: E402
 from nas_problem import DartsSpace  # noqa: E402
+
+
+# the in-flight row is timed block by block, each block right after the paired rows scored it
+IN_FLIGHT_BLOCK = 10
 
 
 def cpu_model() -> str:
@@ -122,6 +133,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
     parser.add_argument("--no-reference", action="store_true",
                         help="time the production path only (no speed-up, no ρ)")
+    parser.add_argument("--in-flight", type=int, default=None,
+                        help="on the CPU, also time production with this many architectures at once, one torch "
+                             "thread each, as a search does (default: torch's thread count; 1: no such row)")
     parser.add_argument("--workers", type=int, default=0,
                         help="also time production on this many Ray actors (default 0: no such row)")
     args = parser.parse_args(argv)
@@ -129,6 +143,8 @@ def main(argv=None) -> int:
         parser.error("--n must be at least 2 (ρ needs two architectures)")
     if args.workers < 0:
         parser.error("--workers must be at least 0")
+    if args.in_flight is not None and args.in_flight < 1:
+        parser.error("--in-flight must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
     if args.threads:
@@ -167,22 +183,42 @@ def main(argv=None) -> int:
         steps = {"production": production_step}
         if not args.no_reference:
             steps["reference"] = reference_step
+        in_flight = InProcessEvaluator(scorer, images, labels, in_flight=args.in_flight)
+        concurrency = in_flight.concurrency()
+        if concurrency > 1:
+            dict(in_flight([(genotypes[0], 0)] * concurrency))  # warm-up of its threads
         records = {name: [] for name in steps}
+        in_flight_results, in_flight_seconds = {}, 0.0
         for i, genotype in enumerate(genotypes):
             # paired: the implementations alternate architecture by architecture, each going first
             # every other time, so the machine's drift over the run (±25 % within an hour on shared
             # cloud cores) and any effect of the one on the other fall on both alike
             for name in (list(steps) if i % 2 == 0 else list(reversed(steps))):
                 records[name].append(steps[name](i, genotype))
+            if concurrency > 1 and (i % IN_FLIGHT_BLOCK == IN_FLIGHT_BLOCK - 1 or i == len(genotypes) - 1):
+                block = range(i - i % IN_FLIGHT_BLOCK, i + 1)
+                results, seconds = timed(device, lambda: dict(in_flight([(genotypes[j], j) for j in block])))
+                in_flight_results.update({block[position]: result for position, result in results.items()})
+                in_flight_seconds += seconds
         timed_rows = {name: summary_row(preset, name, measured, scorer) for name, measured in records.items()}
         row = timed_rows["production"]
         production = row["components"]
         production_rows = [row]
+        if concurrency > 1:
+            components = [in_flight_results[i][0] for i in range(len(genotypes))]
+            production_rows.append(dict(
+                preset=preset, implementation=f"production, {concurrency} at once", threads="1 each",
+                s=in_flight_seconds / len(genotypes), psi=None, phi=None, speedup=None, rho=None,
+                flagged=sum(not scorer.is_valid(c) for c in components), components=components))
+            print(f"{preset}: production on {in_flight.describe()}: {production_rows[-1]['s']:.3f} s/arch",
+                  flush=True)
         if args.workers:
             production_rows.append(score_on_workers(scorer, preset, device, data, genotypes, images, labels, args.workers))
-            same = sum(a == b for a, b in zip(production_rows[-1]["components"], production))
-            print(f"{preset}: {args.workers} Ray workers gave the in-process components for {same}/{args.n} "
-                  f"architectures (equal only at equal thread counts)", flush=True)
+            for compared in production_rows[:-1]:
+                same = sum(a == b for a, b in zip(production_rows[-1]["components"], compared["components"]))
+                print(f"{preset}: {args.workers} Ray workers gave the components of '{compared['implementation']}' "
+                      f"({compared['threads']} torch threads) for {same}/{args.n} architectures (equal only at "
+                      f"equal thread counts)", flush=True)
         if not args.no_reference:
             reference_row = timed_rows["reference"]
             reference, reference_s = reference_row["components"], reference_row["s"]

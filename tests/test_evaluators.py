@@ -168,3 +168,90 @@ def test_results_that_come_back_out_of_order_are_archived_under_their_own_archit
     expected = RobustNASProblem(**RSCORE_ON_THE_CPU).score_genotypes([heavy, *light])
     assert [r["key"] for r in got] == [r["key"] for r in expected]
     assert [r["components"] for r in got] == [r["components"] for r in expected]
+
+
+def test_a_search_with_two_threads_scores_two_architectures_at_once_exactly_as_one_thread_does(genotypes):
+    import torch
+    torch.set_num_threads(2)  # conftest's fixture restores one thread afterwards
+    problem = RobustNASProblem(**RSCORE_ON_THE_CPU)
+    assert problem.evaluator.describe() == "in-process, 2 architectures at once, 1 torch thread each"
+    got = problem.score_genotypes(genotypes)
+    assert torch.get_num_threads() == 2, "the caller's thread count changed"
+    torch.set_num_threads(1)
+    problem = RobustNASProblem(**RSCORE_ON_THE_CPU)
+    assert problem.evaluator.describe() == "in-process, 1 torch thread"
+    expected = problem.score_genotypes(genotypes)
+    assert [r["key"] for r in got] == [r["key"] for r in expected]
+    # each architecture ran on one torch thread, so the thread count of the search moves nothing
+    assert [r["components"] for r in got] == [r["components"] for r in expected]
+    assert {r["threads"] for r in got} == {1}
+
+
+class SlowProxy:
+    """A stand-in proxy: sleeps, records which thread scored each seed, and fails on ``fail_on``."""
+
+    def __init__(self, thread_safe=True, device="cpu", fail_on=None, seconds=0.05):
+        import threading
+        self.thread_safe, self.device, self.fail_on, self.seconds = thread_safe, device, fail_on, seconds
+        self.started = {}
+        self.lock = threading.Lock()
+
+    def measure(self, genotype, images, labels, seed):
+        import threading
+        import time
+        with self.lock:
+            self.started[seed] = threading.current_thread().name
+        time.sleep(self.seconds)
+        if seed == self.fail_on:
+            raise ArithmeticError(f"architecture {seed} failed")
+        return {"seed": seed}
+
+
+def test_several_architectures_at_once_come_back_each_under_its_own_position():
+    from evaluation.evaluators import InProcessEvaluator
+    proxy = SlowProxy()
+    evaluator = InProcessEvaluator(proxy, None, None, in_flight=3)
+    results = dict(evaluator([("genotype", seed) for seed in range(12)]))
+    assert sorted(results) == list(range(12))
+    assert all(results[position][0] == {"seed": position} for position in results)
+    assert all(results[position][2] == 1 for position in results)  # one torch thread each
+    threads = set(proxy.started.values())
+    assert len(threads) == 3 and all(name.startswith("trnas-scoring") for name in threads)
+
+
+def test_a_proxy_not_made_for_threads_or_a_gpu_scores_one_architecture_at_a_time_in_the_caller():
+    import threading
+
+    from evaluation.evaluators import InProcessEvaluator
+    for proxy in (SlowProxy(thread_safe=False), SlowProxy(device="cuda")):
+        evaluator = InProcessEvaluator(proxy, None, None, in_flight=3)
+        assert evaluator.concurrency() == 1
+        assert [position for position, _ in evaluator([("genotype", seed) for seed in range(4)])] == [0, 1, 2, 3]
+        assert set(proxy.started.values()) == {threading.current_thread().name}
+
+
+def test_an_error_while_several_architectures_are_in_flight_reaches_the_caller_and_stops_the_rest():
+    import threading
+
+    from evaluation.evaluators import InProcessEvaluator
+    proxy = SlowProxy(fail_on=1)
+    evaluator = InProcessEvaluator(proxy, None, None, in_flight=2)
+    with pytest.raises(ArithmeticError, match="architecture 1 failed"):
+        dict(evaluator([("genotype", seed) for seed in range(40)]))
+    # the jobs not started were dropped, and no scoring thread outlives the call
+    assert len(proxy.started) < 10
+    assert not [t for t in threading.enumerate() if t.name.startswith("trnas-scoring")]
+    # an interrupted call (a generator closed early) stops the same way
+    proxy = SlowProxy()
+    scoring = InProcessEvaluator(proxy, None, None, in_flight=2)([("genotype", seed) for seed in range(40)])
+    next(scoring)
+    scoring.close()
+    assert len(proxy.started) < 10
+    assert not [t for t in threading.enumerate() if t.name.startswith("trnas-scoring")]
+
+
+@pytest.mark.parametrize("in_flight", [0, -1, 1.5, True, "2"])
+def test_in_flight_must_be_a_positive_integer(in_flight):
+    from evaluation.evaluators import InProcessEvaluator
+    with pytest.raises(ProxyError, match="in_flight must be a positive integer"):
+        InProcessEvaluator(SlowProxy(), None, None, in_flight=in_flight)
