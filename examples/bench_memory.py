@@ -43,10 +43,13 @@ def main(argv=None) -> int:
     parser.add_argument("--every", type=int, default=100, help="report every this many evaluations")
     parser.add_argument("--preset", default="reference")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's); on the CPU as many architectures are "
+                             "scored at once, one torch thread each, as in a search")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     data = load_dataset("digits")
     scorer = get_proxy(f"rscore:{args.preset}", device=device, mean=data.mean, std=data.std)
@@ -55,7 +58,7 @@ def main(argv=None) -> int:
     space = DartsSpace()
     rng = np.random.default_rng(args.seed)
     print(describe_machine(device))
-    print(f"{args.n} random DARTS architectures, rscore:{args.preset}, in-process evaluator")
+    print(f"{args.n} random DARTS architectures, rscore:{args.preset}, {evaluator.describe()}")
     cuda = device.type == "cuda"
     header = f"| {'evaluations':>11} | {'peak RSS MiB':>12} | {'RSS MiB':>8} | {'ru_maxrss MiB':>13} | {'s/arch':>7} |"
     if cuda:

@@ -217,7 +217,7 @@ def main(argv=None) -> int:
             for compared in production_rows[:-1]:
                 same = sum(a == b for a, b in zip(production_rows[-1]["components"], compared["components"]))
                 print(f"{preset}: {args.workers} Ray workers gave the components of '{compared['implementation']}' "
-                      f"({compared['threads']} torch threads) for {same}/{args.n} architectures (equal only at "
+                      f"(torch threads: {compared['threads']}) for {same}/{args.n} architectures (equal only at "
                       f"equal thread counts)", flush=True)
         if not args.no_reference:
             reference_row = timed_rows["reference"]

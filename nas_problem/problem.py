@@ -31,7 +31,9 @@ class RobustNASProblem(Problem):
     reports it as ``G = Params - max_params``. Scores are normalised with a calibration sample
     of ``n_calibration`` random architectures drawn once (seeded), so an architecture's score
     does not depend on the population it sits in. Every evaluation goes to ``archive`` (a path
-    or an :class:`Archive`), which doubles as a cache. ``workers > 0`` scores on Ray actors
+    or an :class:`Archive`), which doubles as a cache. In process on the CPU, the R-Score scores
+    as many architectures at once as torch has threads, one torch thread each
+    (:class:`evaluation.evaluators.InProcessEvaluator`). ``workers > 0`` scores on Ray actors
     (``ray_address=`` a cluster, ``gpus_per_worker=`` fractional GPUs, by default the cluster's
     GPUs shared evenly when ``device`` is cuda); scores equal the in-process ones, because each
     architecture's proxy seed depends on the architecture alone. Ray assigns the workers their
