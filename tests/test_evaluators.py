@@ -234,7 +234,9 @@ def test_an_error_while_several_architectures_are_in_flight_reaches_the_caller_a
     import threading
 
     from evaluation.evaluators import InProcessEvaluator
-    proxy = SlowProxy(fail_on=1)
+    # jobs of 0.2 s: the four that start before the error cannot become ten unless the caller
+    # stalls for a second
+    proxy = SlowProxy(fail_on=1, seconds=0.2)
     evaluator = InProcessEvaluator(proxy, None, None, in_flight=2)
     with pytest.raises(ArithmeticError, match="architecture 1 failed"):
         dict(evaluator([("genotype", seed) for seed in range(40)]))
@@ -242,7 +244,7 @@ def test_an_error_while_several_architectures_are_in_flight_reaches_the_caller_a
     assert len(proxy.started) < 10
     assert not [t for t in threading.enumerate() if t.name.startswith("trnas-scoring")]
     # an interrupted call (a generator closed early) stops the same way
-    proxy = SlowProxy()
+    proxy = SlowProxy(seconds=0.2)
     scoring = InProcessEvaluator(proxy, None, None, in_flight=2)([("genotype", seed) for seed in range(40)])
     next(scoring)
     scoring.close()
