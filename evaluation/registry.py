@@ -161,9 +161,9 @@ class Proxy:
     # absent): the R-Score reference preset's B
     default_images: int = 16
     # whether measure() may run in several threads at once: it keeps nothing between calls and
-    # draws every random number from generators it seeds itself, never from torch's global RNG
-    # (which concurrent calls would share). The in-process evaluator then scores several
-    # architectures at a time on the CPU.
+    # its results never depend on torch's global RNG (which concurrent calls would share): every
+    # number that counts comes from generators it seeds itself. The in-process evaluator then
+    # scores several architectures at a time on the CPU.
     thread_safe: bool = False
 
     @property

@@ -708,6 +708,14 @@ class RScore(Proxy):
         """Seconds of Ψ and Φ in this thread's last ``measure`` (``psi_s``, ``phi_s``)."""
         return getattr(self._timing, "value", {})
 
+    def __getstate__(self):
+        # a proxy pickles (or deep-copies) as its settings; timings belong to the threads that measured
+        return {key: value for key, value in self.__dict__.items() if key != "_timing"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._timing = threading.local()
+
     def _batch(self, images, labels):
         n = self.config["n_images"]
         if images.shape[0] < n or labels.shape[0] < n:

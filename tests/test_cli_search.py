@@ -34,6 +34,20 @@ def test_search_writes_the_whole_run_folder(tmp_path, capsys):
     assert "device cpu (in-process, " in out.splitlines()[0]
 
 
+def test_a_search_on_two_threads_scores_two_architectures_at_once_with_one_threads_numbers(tmp_path, capsys):
+    assert search(tmp_path, "threads=2", name="two") == 0
+    assert "(in-process, 2 architectures at once, 1 torch thread each)" in capsys.readouterr().out.splitlines()[0]
+    assert search(tmp_path, "threads=1", name="one") == 0
+
+    def scored(name):
+        records = [json.loads(line) for line in (tmp_path / name / "archive.jsonl").read_text().splitlines()]
+        return {r["key"]: r["components"] for r in records}, {r["threads"] for r in records}
+
+    (two, two_threads), (one, one_threads) = scored("two"), scored("one")
+    assert two == one and two_threads == {1} == one_threads
+    assert (tmp_path / "two" / "front.json").read_text() == (tmp_path / "one" / "front.json").read_text()
+
+
 def test_resume_after_a_kill_rescores_nothing_archived(tmp_path, capsys):
     assert search(tmp_path, name="whole") == 0
     whole = tmp_path / "whole"

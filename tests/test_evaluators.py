@@ -190,17 +190,21 @@ def test_a_search_with_two_threads_scores_two_architectures_at_once_exactly_as_o
 class SlowProxy:
     """A stand-in proxy: sleeps, records which thread scored each seed, and fails on ``fail_on``."""
 
-    def __init__(self, thread_safe=True, device="cpu", fail_on=None, seconds=0.05):
+    def __init__(self, thread_safe=True, device="cpu", fail_on=None, seconds=0.05, meet=None):
         import threading
         self.thread_safe, self.device, self.fail_on, self.seconds = thread_safe, device, fail_on, seconds
         self.started = {}
         self.lock = threading.Lock()
+        # the first ``meet`` architectures wait for each other: they must be scored at the same time
+        self.meeting = threading.Barrier(meet, timeout=10) if meet else None
 
     def measure(self, genotype, images, labels, seed):
         import threading
         import time
         with self.lock:
             self.started[seed] = threading.current_thread().name
+        if self.meeting is not None and seed < self.meeting.parties:
+            self.meeting.wait()
         time.sleep(self.seconds)
         if seed == self.fail_on:
             raise ArithmeticError(f"architecture {seed} failed")
@@ -209,7 +213,7 @@ class SlowProxy:
 
 def test_several_architectures_at_once_come_back_each_under_its_own_position():
     from evaluation.evaluators import InProcessEvaluator
-    proxy = SlowProxy()
+    proxy = SlowProxy(meet=3)  # a barrier of three: fewer at once would break it
     evaluator = InProcessEvaluator(proxy, None, None, in_flight=3)
     results = dict(evaluator([("genotype", seed) for seed in range(12)]))
     assert sorted(results) == list(range(12))
@@ -219,12 +223,27 @@ def test_several_architectures_at_once_come_back_each_under_its_own_position():
     assert len(threads) == 3 and all(name.startswith("trnas-scoring") for name in threads)
 
 
-def test_a_proxy_not_made_for_threads_or_a_gpu_scores_one_architecture_at_a_time_in_the_caller():
+def test_scoring_threads_leave_the_callers_thread_count_and_that_of_threads_started_later():
+    import threading
+
+    import torch
+
+    from evaluation.evaluators import InProcessEvaluator
+    torch.set_num_threads(2)  # conftest's fixture restores one thread afterwards
+    dict(InProcessEvaluator(SlowProxy(), None, None, in_flight=2)([("genotype", seed) for seed in range(4)]))
+    later = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert torch.get_num_threads() == 2 and later == [2]
+
+
+def test_a_proxy_not_made_for_threads_or_a_gpu_or_in_flight_1_scores_one_at_a_time_in_the_caller():
     import threading
 
     from evaluation.evaluators import InProcessEvaluator
-    for proxy in (SlowProxy(thread_safe=False), SlowProxy(device="cuda")):
-        evaluator = InProcessEvaluator(proxy, None, None, in_flight=3)
+    for proxy, in_flight in ((SlowProxy(thread_safe=False), 3), (SlowProxy(device="cuda"), 3), (SlowProxy(), 1)):
+        evaluator = InProcessEvaluator(proxy, None, None, in_flight=in_flight)
         assert evaluator.concurrency() == 1
         assert [position for position, _ in evaluator([("genotype", seed) for seed in range(4)])] == [0, 1, 2, 3]
         assert set(proxy.started.values()) == {threading.current_thread().name}

@@ -151,3 +151,11 @@ def test_allocator_settings_of_the_user_are_left_alone(monkeypatch):
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
     assert registry._allocator_left_to_the_user()
+
+
+def test_an_rscore_proxy_pickles_and_copies_as_its_settings():
+    import copy
+    import pickle
+    scorer = get_proxy("rscore", device="cpu")
+    for clone in (pickle.loads(pickle.dumps(scorer)), copy.deepcopy(scorer)):
+        assert clone.config == scorer.config and clone.last_timing == {}
