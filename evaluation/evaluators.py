@@ -148,28 +148,23 @@ class InProcessEvaluator:
     def _in_flight(self, jobs, concurrency):
         import torch
 
-        from .registry import exact_numerics
         # torch.set_num_threads sets the calling thread's count and the default every thread
         # takes up on its first parallel work. Asking first fixes the caller's own count; the
         # scoring threads then set theirs (and the default) to 1, and the default is put back
         # afterwards for threads started later.
         caller_threads = torch.get_num_threads()
-        # the cuDNN flags are process-wide, and each measure sets and restores them: held here
-        # around the whole call, every thread restores the same settings and the caller's
-        # come back at the end
-        with exact_numerics():
-            pool = ThreadPoolExecutor(concurrency, thread_name_prefix="trnas-scoring",
-                                      initializer=torch.set_num_threads, initargs=(1,))
-            try:
-                futures = {pool.submit(timed_measure, self.proxy, genotype, self.images, self.labels, seed): position
-                           for position, (genotype, seed) in enumerate(jobs)}
-                for future in as_completed(futures):
-                    yield futures[future], future.result()
-            finally:
-                # an interrupted call (Ctrl-C included) drops the jobs not started and waits for
-                # those running: at most one architecture per thread
-                pool.shutdown(wait=True, cancel_futures=True)
-                torch.set_num_threads(caller_threads)
+        pool = ThreadPoolExecutor(concurrency, thread_name_prefix="trnas-scoring",
+                                  initializer=torch.set_num_threads, initargs=(1,))
+        try:
+            futures = {pool.submit(timed_measure, self.proxy, genotype, self.images, self.labels, seed): position
+                       for position, (genotype, seed) in enumerate(jobs)}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            # an interrupted call (Ctrl-C included) drops the jobs not started and waits for
+            # those running: at most one architecture per thread
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(caller_threads)
 
     def describe(self) -> str:
         import torch

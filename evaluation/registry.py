@@ -9,12 +9,14 @@ device="cpu")``. A factory's keyword arguments are its knobs; an unknown name or
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import inspect
 import math
 import os
 import platform
+import threading
 from typing import Callable
 
 import torch
@@ -93,13 +95,36 @@ def resolve_device(device) -> torch.device:
     return resolved
 
 
+_EXACT_LOCK = threading.Lock()
+_exact_users = 0
+_exact_settings = None
+
+
+@contextlib.contextmanager
 def exact_numerics():
     """The cuDNN settings proxies measure under (a context manager; no effect on the CPU):
     no TF32, whose rounding flips Ψ's near-zero signs and moves Φ in its 3rd digit; no
     autotuning and deterministic kernels, so the same seed gives the same score in every
-    process, a Ray actor's included. The previous settings come back afterwards."""
-    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
-                                      allow_tf32=False)
+    process, a Ray actor's included. The previous settings come back afterwards.
+
+    The settings are process-wide and threads may measure at once (the in-process evaluator):
+    the first to enter sets them, the last to leave puts the previous ones back, so one thread
+    leaving cannot undo them under another still measuring."""
+    global _exact_users, _exact_settings
+    with _EXACT_LOCK:
+        if _exact_users == 0:
+            _exact_settings = torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False,
+                                                         deterministic=True, allow_tf32=False)
+            _exact_settings.__enter__()
+        _exact_users += 1
+    try:
+        yield
+    finally:
+        with _EXACT_LOCK:
+            _exact_users -= 1
+            if _exact_users == 0:
+                _exact_settings.__exit__(None, None, None)
+                _exact_settings = None
 
 
 # glibc's mallopt parameters; 32 MB is the largest mmap threshold it accepts on 64-bit machines

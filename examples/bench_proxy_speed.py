@@ -105,11 +105,16 @@ def score_on_workers(scorer, preset, device, data, genotypes, images, labels, wo
         describe = evaluator.describe()
     finally:
         evaluator.close()
-    components = [results[i][0] for i in range(len(genotypes))]
     print(f"{preset}: production on {describe}: {seconds:.3f} s/arch", flush=True)
-    return dict(preset=preset, implementation=f"production, {workers} Ray workers", s=seconds, psi=None, phi=None,
-                speedup=None, rho=None, flagged=sum(not scorer.is_valid(c) for c in components), threads="1 each",
-                components=components)
+    return several_at_once_row(preset, f"production, {workers} Ray workers", seconds, results, scorer)
+
+
+def several_at_once_row(preset, implementation, seconds, results, scorer) -> dict:
+    """A table row for architectures scored several at once, one torch thread each: ``seconds``
+    per architecture of wall time (no Ψ/Φ split), ``results`` {architecture: evaluator result}."""
+    components = [results[i][0] for i in range(len(results))]
+    return dict(preset=preset, implementation=implementation, s=seconds, psi=None, phi=None, speedup=None, rho=None,
+                flagged=sum(not scorer.is_valid(c) for c in components), threads="1 each", components=components)
 
 
 def summary_row(preset, implementation, measured, scorer) -> dict:
@@ -205,11 +210,8 @@ def main(argv=None) -> int:
         production = row["components"]
         production_rows = [row]
         if concurrency > 1:
-            components = [in_flight_results[i][0] for i in range(len(genotypes))]
-            production_rows.append(dict(
-                preset=preset, implementation=f"production, {concurrency} at once", threads="1 each",
-                s=in_flight_seconds / len(genotypes), psi=None, phi=None, speedup=None, rho=None,
-                flagged=sum(not scorer.is_valid(c) for c in components), components=components))
+            production_rows.append(several_at_once_row(preset, f"production, {concurrency} at once",
+                                                       in_flight_seconds / len(genotypes), in_flight_results, scorer))
             print(f"{preset}: production on {in_flight.describe()}: {production_rows[-1]['s']:.3f} s/arch",
                   flush=True)
         if args.workers:

@@ -113,9 +113,14 @@ class RobustNASProblem(Problem):
             if self.archive.get(self.proxy_id, key) is None and key not in missing:
                 missing[key] = genotype
         self.n_reused += sum(1 for key in keys if key not in missing)
-        items = list(missing.items())
+        if missing:  # when all are archived the evaluator is not called at all
+            self._score(list(missing.items()), role)
+        return [self.archive.get(self.proxy_id, key) for key in keys]
+
+    def _score(self, items: list, role: str):
+        """Score ``(key, genotype)`` items through the evaluator, archiving each record as it comes
+        back: a search killed mid-batch keeps all it scored."""
         jobs = [(genotype, self.architecture_seed(key)) for key, genotype in items]
-        # each record is archived as it comes back: a search killed mid-batch keeps all it scored
         for position, (components, seconds, threads, device) in self.evaluator(jobs):
             key, genotype = items[position]
             self.archive.add([{
@@ -126,7 +131,6 @@ class RobustNASProblem(Problem):
                 "flops": count_flops(genotype, num_classes=self.num_classes),
                 "seconds": seconds, "device": device or str(self.device), "threads": threads, "role": role}])
             self.n_scored += 1
-        return [self.archive.get(self.proxy_id, key) for key in keys]
 
     def calibrate(self):
         """Draw the calibration sample (seeded, within the budget) and fix the normalisation."""

@@ -123,6 +123,19 @@ def test_a_search_killed_mid_batch_keeps_every_architecture_scored_before(tmp_pa
     assert CountingProxy.calls == resumed.n_scored == 5 and resumed.n_reused == 3
 
 
+def test_architectures_all_archived_do_not_call_the_evaluator(tmp_path):
+    path = tmp_path / "archive.jsonl"
+    problem = make(archive=path, n_calibration=0)
+    genotypes = [problem.decode(x) for x in random_X(problem, 4, 6)]
+    scored = problem.score_genotypes(genotypes)
+
+    def no_call(jobs):  # a Ray evaluator that lost a worker raises on every call, even an empty one
+        raise AssertionError(f"the evaluator was called with {len(jobs)} jobs")
+
+    problem.evaluator = no_call
+    assert problem.score_genotypes(genotypes) == scored and problem.n_reused == 4
+
+
 def test_a_different_proxy_configuration_does_not_reuse_the_cache(tmp_path):
     path = tmp_path / "archive.jsonl"
     make(archive=path).evaluate(random_X(make(), 3, 4))

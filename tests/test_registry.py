@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from evaluation import ProxyError, available_proxies, get_proxy, proxy
 from evaluation import registry
@@ -159,3 +160,16 @@ def test_an_rscore_proxy_pickles_and_copies_as_its_settings():
     scorer = get_proxy("rscore", device="cpu")
     for clone in (pickle.loads(pickle.dumps(scorer)), copy.deepcopy(scorer)):
         assert clone.config == scorer.config and clone.last_timing == {}
+
+
+def test_exact_numerics_held_by_two_threads_keeps_its_settings_until_the_last_leaves():
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=False, allow_tf32=True):
+        # the order two scoring threads can take: both enter, the first leaves while the second measures
+        first, second = registry.exact_numerics(), registry.exact_numerics()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert (cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32) == (False, True, False)
+        second.__exit__(None, None, None)
+        assert (cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32) == (True, False, True)
