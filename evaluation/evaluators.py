@@ -7,6 +7,7 @@ result back as soon as it is ready, so the caller can archive it before the next
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -14,6 +15,23 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from .registry import ProxyError
 
 RAY_RESOURCE_UNITS = 10_000
+
+
+# Ray 2.60 announces on stderr that a local cluster it starts uses token authentication, its
+# secure default; on a search's progress output that line reads like a problem to act on
+RAY_TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+class _DropRayTokenNotice(logging.Filter):
+    def filter(self, record):
+        return not record.getMessage().startswith(RAY_TOKEN_NOTICE)
+
+
+def quiet_ray_token_notice():
+    """Drop Ray's notice that token authentication is on (the warning that it is off stays)."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropRayTokenNotice) for f in logger.filters):
+        logger.addFilter(_DropRayTokenNotice())
 
 
 class WorkerError(RuntimeError):
@@ -212,6 +230,7 @@ class RayEvaluator:
 
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
+            quiet_ray_token_notice()
             ray.init(address=ray_address, num_cpus=None if ray_address else workers, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
         try:

@@ -35,6 +35,28 @@ def test_two_ray_workers_score_exactly_as_in_process(genotypes, tmp_path):
     assert reread.n_scored == 0 and len(reread.archive) == len(genotypes)
 
 
+def test_rays_notice_that_token_authentication_is_on_is_dropped_and_its_warning_that_it_is_off_kept():
+    import logging
+    pytest.importorskip("ray")
+    from ray._private.authentication import authentication_token_setup as token_setup
+
+    from evaluation.evaluators import quiet_ray_token_notice
+    quiet_ray_token_notice()
+    quiet_ray_token_notice()  # a second evaluator adds no second filter
+    logger = logging.getLogger(token_setup.__name__)
+    assert len(logger.filters) == 1
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)  # Ray's own loggers do not propagate to the root
+    try:
+        token_setup._warn_token_auth_enabled()
+        token_setup._warn_token_auth_disabled()
+    finally:
+        logger.removeHandler(handler)
+    assert len(seen) == 1 and seen[0].startswith("Token authentication is disabled")
+
+
 def test_asking_for_more_gpu_than_the_cluster_has_fails_at_once_and_leaves_no_cluster():
     ray = pytest.importorskip("ray")
     with pytest.raises(ProxyError, match=r"2 workers x gpus_per_worker=0.5 do not fit the Ray cluster's 0 GPUs"):
