@@ -137,3 +137,40 @@ def test_correlate_bad_input_exits_2(tmp_path, capsys, argv):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("trnas correlate: error:") and "Traceback" not in err
+
+
+def test_rscore_scores_two_architectures_at_once_exactly_as_one_at_a_time(tmp_path):
+    bench = tiny_robustbench(tmp_path / "bench.json")
+    data = str(tiny_npz(tmp_path / "d.npz"))
+    scores = {}
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}"
+        assert main(["correlate", "--benchmark", str(bench), "--proxies", "rscore", "--dataset", "npz",
+                     "--data-path", data, "--n-images", "4", "--out", str(out), "--threads", str(threads)]) == 0
+        with open(out / "scores.csv") as handle:
+            scores[threads] = [(r["id"], r["components"], r["score"]) for r in csv.DictReader(handle)]
+    # in benchmark order, and each architecture on one torch thread either way
+    assert [s[0] for s in scores[2]] == ["seed10", "seed11", "seed12", "seed13"]
+    assert scores[2] == scores[1]
+
+
+def test_an_architecture_a_proxy_cannot_score_is_reported_and_the_others_scored_beside_it():
+    import torch
+
+    from evaluation.evaluators import InProcessEvaluator
+    from trnas.cmd_correlate import ForgivingProxy, ProxyFailure
+
+    class Fussy:
+        device = torch.device("cpu")
+        thread_safe = True
+
+        def measure(self, genotype, images, labels, seed):
+            if genotype == "bad":
+                raise RuntimeError("cannot build this one\nsecond line")
+            return {"value": float(len(genotype))}
+
+    evaluator = InProcessEvaluator(ForgivingProxy(Fussy()), None, None, in_flight=2)
+    assert evaluator.concurrency() == 2
+    results = dict(evaluator([("a", 0), ("bad", 0), ("ccc", 0), ("dd", 0)]))
+    assert [results[i][0] for i in (0, 2, 3)] == [{"value": 1.0}, {"value": 3.0}, {"value": 2.0}]
+    assert isinstance(results[1][0], ProxyFailure) and results[1][0] == "RuntimeError: cannot build this one"

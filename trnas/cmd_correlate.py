@@ -42,9 +42,33 @@ def add_parser(subparsers):
                         help="NB201 benchmarks: robust key (Jung: pgd@Linf) or metric (RobBench: val_pgd_3.0_acc)")
     parser.add_argument("--clean-metric", default=None, help="NB201 benchmarks: clean key / metric")
     parser.add_argument("--epsilon", type=float, default=8 / 255, help="Jung et al.: the ε whose robust accuracy to use")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads; a thread-safe proxy (rscore) scores that many architectures at once, "
+                             "one thread each")
     parser.set_defaults(run=run)
     return parser
+
+
+class ProxyFailure(str):
+    """Why a proxy could not score one architecture (the first line of its error)."""
+
+
+class ForgivingProxy:
+    """``proxy`` scoring a benchmark: an architecture it cannot handle comes back as a
+    :class:`ProxyFailure` instead of an exception, so it counts as ineffective and does not
+    lose the whole run (nor stop the architectures scored beside it)."""
+
+    def __init__(self, proxy):
+        self.proxy = proxy
+        # what the in-process evaluator reads to decide how many architectures to score at once
+        self.device = getattr(proxy, "device", None)
+        self.thread_safe = getattr(proxy, "thread_safe", False)
+
+    def measure(self, genotype, images, labels, seed):
+        try:
+            return self.proxy.measure(genotype, images, labels, seed)
+        except (RuntimeError, ValueError, TypeError, AttributeError) as error:
+            return ProxyFailure(f"{type(error).__name__}: {str(error).splitlines()[0][:120]}")
 
 
 def correlations(scores, clean, robust) -> dict:
@@ -116,6 +140,7 @@ def run(args) -> int:
 
     from evaluation import benchmarks
     from evaluation.datasets import load_dataset, proxy_batch
+    from evaluation.evaluators import InProcessEvaluator
     from evaluation.registry import get_proxy
     import evaluation.zoo  # noqa: F401  (registers the zoo's proxies)
 
@@ -149,21 +174,18 @@ def run(args) -> int:
     print(f"correlate: {len(records)} architectures, {len(proxies)} proxies, {args.n_images} images of "
           f"{dataset.name}", file=sys.stderr)
     for k, (name, proxy) in enumerate(proxies, start=1):
-        components, seconds = [], []
+        evaluator = InProcessEvaluator(ForgivingProxy(proxy), images, labels)
+        components, seconds = [None] * len(records), [None] * len(records)
         start = time.perf_counter()
-        for i, record in enumerate(records, start=1):
-            t0 = time.perf_counter()
-            try:
-                c = proxy.measure(record["genotype"], images, labels, args.seed)
-            except (RuntimeError, ValueError, TypeError, AttributeError) as error:
-                # one architecture the proxy cannot handle must not lose the whole run; it counts as ineffective
-                print(f"  {name}: {record['id']}: {type(error).__name__}: {str(error).splitlines()[0][:120]}",
-                      file=sys.stderr)
+        jobs = [(record["genotype"], args.seed) for record in records]
+        for done, (position, (c, elapsed, _, _)) in enumerate(evaluator(jobs), start=1):
+            if isinstance(c, ProxyFailure):
+                print(f"  {name}: {records[position]['id']}: {c}", file=sys.stderr)
                 c = {"error": 1.0}
-            seconds.append(time.perf_counter() - t0)
-            components.append(c)
+            components[position], seconds[position] = c, elapsed
             if sys.stderr.isatty():
-                print(f"\r[{k}/{len(proxies)}] {name}: {i}/{len(records)}", end="", file=sys.stderr)
+                print(f"\r[{k}/{len(proxies)}] {name}: {done}/{len(records)}", end="", file=sys.stderr)
+        wall = time.perf_counter() - start
         calibration = proxy.calibrate(components)
         scores = []
         for c in components:
@@ -174,7 +196,7 @@ def run(args) -> int:
             scores.append(value)
         effective = sum(math.isfinite(s) for s in scores) / len(scores) if scores else 0.0
         row = {"proxy": name, **correlations(scores, clean, robust), "effective_rate": effective,
-               "seconds_per_arch": sum(seconds) / len(seconds) if seconds else math.nan}
+               "seconds_per_arch": wall / len(records) if records else math.nan}
         table.append(row)
         for record, c, s, t in zip(records, components, scores, seconds):
             score_rows.append({"id": record["id"], "proxy": name, "score": s, "valid": math.isfinite(s),
@@ -186,7 +208,7 @@ def run(args) -> int:
         print(f"[{k}/{len(proxies)}] {name}: rho_robust={_fmt(row['spearman_robust'])} "
               f"tau_robust={_fmt(row['kendall_robust'])} rho_clean={_fmt(row['spearman_clean'])} "
               f"effective={100 * effective:.1f}% {row['seconds_per_arch']:.2f} s/arch "
-              f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+              f"({wall:.0f} s, {evaluator.describe()})", file=sys.stderr)
         scatter(out / f"scatter_{file_name(name)}.png", name, scores, robust, row["spearman_robust"])
         # rewrite after every proxy so an interrupted run keeps what it finished
         write_atomic(out / "scores.csv", _csv(score_rows, SCORE_COLUMNS))
