@@ -9,7 +9,10 @@
 # Steps and their time limits: machine (30 s), tests (180 s), speed_reference (80 s),
 # speed_paper (60 s) | workers (100 s), default_search (100 s), memory (80 s) -- about 10
 # minutes in all, so on a machine that stops a command after 10 minutes run it in two calls,
-# split at the bar. Each step's full output and exit status go to LOG_DIR/gpu_check.log; a
+# split at the bar. One more step runs only when named: cpu_scaling (120 s), the `reference`
+# preset on the machine's CPU cores, one architecture at a time on every core against as many
+# at once in process (threads) and on as many Ray workers (scaling beyond 2 cores is
+# unmeasured on the project's own machines). Each step's full output and exit status go to LOG_DIR/gpu_check.log; a
 # slow or failing step costs its limit and the steps after it still run.
 #
 # Run it from the repository root with the project's dependencies importable (an installed
@@ -54,4 +57,7 @@ if selected default_search; then
     cp runs/gpu_check/default_search/summary.json "$log_dir/default_search_summary.json" 2>/dev/null
 fi
 step memory 80 python3 examples/bench_memory.py --device cuda --n 1000 --every 100
+cores=$(nproc)
+step cpu_scaling 120 python3 examples/bench_proxy_speed.py --device cpu --no-reference --n $((3 * cores)) \
+    --presets reference --in-flight "$cores" --workers "$cores"
 echo "== done $(date +%T)" | tee -a "$log"
