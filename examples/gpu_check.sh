@@ -12,8 +12,9 @@
 # split at the bar. One more step runs only when named: cpu_scaling (120 s), the `reference`
 # preset on the machine's CPU cores, one architecture at a time on every core against as many
 # at once in process (threads) and on as many Ray workers (scaling beyond 2 cores is
-# unmeasured on the project's own machines). Each step's full output and exit status go to LOG_DIR/gpu_check.log; a
-# slow or failing step costs its limit and the steps after it still run.
+# unmeasured on the project's own machines). Each step's full output and exit status go to
+# LOG_DIR/gpu_check.log; a slow or failing step costs its limit and the steps after it still
+# run.
 #
 # Run it from the repository root with the project's dependencies importable (an installed
 # checkout, or PYTHONPATH).

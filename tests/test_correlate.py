@@ -167,10 +167,13 @@ def test_an_architecture_a_proxy_cannot_score_is_reported_and_the_others_scored_
         def measure(self, genotype, images, labels, seed):
             if genotype == "bad":
                 raise RuntimeError("cannot build this one\nsecond line")
+            if genotype == "mute":
+                raise ValueError()
             return {"value": float(len(genotype))}
 
     evaluator = InProcessEvaluator(ForgivingProxy(Fussy()), None, None, in_flight=2)
     assert evaluator.concurrency() == 2
-    results = dict(evaluator([("a", 0), ("bad", 0), ("ccc", 0), ("dd", 0)]))
-    assert [results[i][0] for i in (0, 2, 3)] == [{"value": 1.0}, {"value": 3.0}, {"value": 2.0}]
+    results = dict(evaluator([("a", 0), ("bad", 0), ("ccc", 0), ("mute", 0), ("dd", 0)]))
+    assert [results[i][0] for i in (0, 2, 4)] == [{"value": 1.0}, {"value": 3.0}, {"value": 2.0}]
     assert isinstance(results[1][0], ProxyFailure) and results[1][0] == "RuntimeError: cannot build this one"
+    assert isinstance(results[3][0], ProxyFailure) and results[3][0] == "ValueError: "  # an error without a message

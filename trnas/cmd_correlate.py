@@ -68,7 +68,8 @@ class ForgivingProxy:
         try:
             return self.proxy.measure(genotype, images, labels, seed)
         except (RuntimeError, ValueError, TypeError, AttributeError) as error:
-            return ProxyFailure(f"{type(error).__name__}: {str(error).splitlines()[0][:120]}")
+            first_line = (str(error).splitlines() or [""])[0]
+            return ProxyFailure(f"{type(error).__name__}: {first_line[:120]}")
 
 
 def correlations(scores, clean, robust) -> dict:
