@@ -17,21 +17,17 @@ from .registry import ProxyError
 RAY_RESOURCE_UNITS = 10_000
 
 
-# Ray 2.60 announces on stderr that a local cluster it starts uses token authentication, its
-# secure default; on a search's progress output that line reads like a problem to act on
-RAY_TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
-
-
-class _DropRayTokenNotice(logging.Filter):
-    def filter(self, record):
-        return not record.getMessage().startswith(RAY_TOKEN_NOTICE)
+def _drop_ray_token_notice(record) -> bool:
+    # Ray 2.60 announces on stderr that a local cluster it starts uses token authentication, its
+    # secure default; on a search's progress output that line reads like a problem to act on
+    return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
 
 
 def quiet_ray_token_notice():
     """Drop Ray's notice that token authentication is on (the warning that it is off stays)."""
     logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    if not any(isinstance(f, _DropRayTokenNotice) for f in logger.filters):
-        logger.addFilter(_DropRayTokenNotice())
+    if _drop_ray_token_notice not in logger.filters:
+        logger.addFilter(_drop_ray_token_notice)
 
 
 class WorkerError(RuntimeError):

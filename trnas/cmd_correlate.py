@@ -60,9 +60,13 @@ class ForgivingProxy:
 
     def __init__(self, proxy):
         self.proxy = proxy
-        # what the in-process evaluator reads to decide how many architectures to score at once
-        self.device = getattr(proxy, "device", None)
-        self.thread_safe = getattr(proxy, "thread_safe", False)
+
+    def __getattr__(self, name):
+        # everything but measure is the proxy's own (the evaluator reads its device and thread_safe);
+        # "proxy" itself is missing only on a half-built copy, which must not recurse
+        if name == "proxy":
+            raise AttributeError(name)
+        return getattr(self.proxy, name)
 
     def measure(self, genotype, images, labels, seed):
         try:
