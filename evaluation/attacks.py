@@ -14,8 +14,10 @@ from pathlib import Path
 
 import torch
 
+from nas_problem.files import write_atomic
+
 from .registry import resolve_device
-from .training import CheckpointError, TrainingError, as_int, as_number, load_model, model_cost, write_text_atomic
+from .training import CheckpointError, TrainingError, as_int, as_number, load_model, model_cost
 
 ATTACK_NAMES = ("fgsm", "pgd20", "pgd100", "cw", "autoattack")
 LABELS = {"clean": "Clean", "fgsm": "FGSM", "pgd20": "PGD-20", "pgd100": "PGD-100", "cw": "CW",
@@ -292,10 +294,10 @@ def attack_checkpoints(config: dict, log=print) -> dict:
         report["transfer"] = dict(attack=c["transfer_attack"], sources=names, targets=names, accuracy=matrix)
         transfer_text = markdown_transfer(names, matrix, c["transfer_attack"])
         log(transfer_text)
-        write_text_atomic(out_dir / "transfer.md", transfer_text)
+        write_atomic(out_dir / "transfer.md", transfer_text)
         outputs["transfer"] = str(out_dir / "transfer.md")
-    write_text_atomic(out_dir / "table.md", table)
+    write_atomic(out_dir / "table.md", table)
     report["outputs"] = outputs
-    write_text_atomic(out_dir / "attack.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(out_dir / "attack.json", json.dumps(report, indent=2) + "\n")
     log(f"wrote {', '.join(outputs.values())}")
     return report

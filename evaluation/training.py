@@ -8,14 +8,10 @@ without the config that trained it.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas_problem.files import format_seconds, write_atomic, write_csv, write_yaml
 from nas_problem import Genotype, GenotypeError, build_evaluation_network, count_flops, count_params, load_genotypes
 
 from .datasets import NormalizedNet
@@ -231,20 +228,6 @@ def model_cost(spec: ModelSpec) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------- checkpoints
-def save_atomic_bytes(path: Path, write) -> None:
-    """``write(stream)`` into a temporary file next to ``path``, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def read_checkpoint(path) -> dict:
     path = Path(str(path)).expanduser()
     if path.is_dir():
@@ -497,7 +480,7 @@ class Trainer:
                       clean_acc=last["clean_acc"], robust_acc=last["robust_acc"],
                       robust_attack=f"PGD-{c['eval_steps']}", eval_examples=n_eval,
                       train_seconds=last["elapsed_s"], checkpoint=str(checkpoint_path), spec=asdict(spec))
-        write_text_atomic(self.out_dir / "result.json", json.dumps(result, indent=2) + "\n")
+        write_atomic(self.out_dir / "result.json", json.dumps(result, indent=2) + "\n")
         self.log(f"done: clean {last['clean_acc']:.2f}%, PGD-{c['eval_steps']} "
                  f"{last['robust_acc'] if last['robust_acc'] is not None else float('nan'):.2f}% on {n_eval} test "
                  f"images; checkpoint {checkpoint_path}")
@@ -574,27 +557,20 @@ class Trainer:
 
     # -- files of the run folder
     def write_config(self, spec: ModelSpec) -> None:
-        import yaml
         config = {k: v for k, v in self.config.items()}
         config["resolved_name"] = spec.name
         config["resolved_genotype"] = spec.genotype
-        write_text_atomic(self.out_dir / "config.yaml", yaml.safe_dump(json.loads(json.dumps(config, default=str)),
-                                                                       sort_keys=False))
+        write_yaml(self.out_dir / "config.yaml", config)
 
     def save_checkpoint(self, path, epoch, spec, model, optimizer, scheduler, scaler, amp, generator, history):
         checkpoint = dict(format=CHECKPOINT_FORMAT, epoch=epoch, spec=asdict(spec), config=self.config,
                           model=model.state_dict(), optimizer=optimizer.state_dict(),
                           scheduler=scheduler.state_dict(), scaler=scaler.state_dict() if amp else None,
                           rng=_rng_state(generator), history=history, torch_version=torch.__version__)
-        save_atomic_bytes(path, lambda stream: torch.save(checkpoint, stream))
+        write_atomic(path, lambda stream: torch.save(checkpoint, stream))
 
     def write_curves(self, history: list) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: ("" if row[k] is None else row[k]) for k in HISTORY_FIELDS})
-        write_text_atomic(self.out_dir / "history.csv", buffer.getvalue())
+        write_csv(self.out_dir / "history.csv", history, HISTORY_FIELDS)
         plot_curves(history, self.out_dir / "curves.png", f"{self.spec_name}: {self.config['method']} training",
                     f"PGD-{self.config['eval_steps']}")
 
@@ -621,19 +597,8 @@ def plot_curves(history: list, path: Path, title: str, robust_label: str) -> Non
         axis.grid(alpha=0.3)
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     figure.tight_layout()
-    save_atomic_bytes(path, lambda stream: figure.savefig(stream, format="png", dpi=100))
+    write_atomic(path, lambda stream: figure.savefig(stream, format="png", dpi=100))
     plt.close(figure)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    save_atomic_bytes(path, lambda stream: stream.write(text.encode()))
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def train(config: dict, resume: bool = False, log=print, callback=None) -> dict:

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from .files import write_atomic
+
 
 class Archive:
     def __init__(self, path=None):
@@ -33,11 +35,7 @@ class Archive:
         self._rewrite()
 
     def _rewrite(self):
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        with open(temporary, "w") as stream:
-            for record in self.records:
-                stream.write(json.dumps(record) + "\n")
-        os.replace(temporary, self.path)
+        write_atomic(self.path, "".join(json.dumps(record) + "\n" for record in self.records))
 
     def _remember(self, record: dict):
         self.records.append(record)

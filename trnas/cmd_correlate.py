@@ -3,8 +3,6 @@ robustness? Scores every architecture with each proxy and reports Spearman ρ / 
 against clean and robust accuracy, the effective rate and the cost per architecture."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import re
@@ -12,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import UsageError, write_atomic
+from nas_problem.files import write_atomic, write_csv
+
+from .config import UsageError
 
 CORRELATION_COLUMNS = ["proxy", "spearman_robust", "kendall_robust", "spearman_clean", "kendall_clean",
                        "effective_rate", "seconds_per_arch"]
@@ -106,15 +106,6 @@ def markdown_table(rows) -> str:
                      f"{_fmt(r['spearman_clean'])} | {_fmt(r['kendall_clean'])} | "
                      f"{100 * r['effective_rate']:.1f} % | {_fmt(r['seconds_per_arch'], 2)} |")
     return "\n".join(lines) + "\n"
-
-
-def _csv(rows, columns) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row.get(k) for k in columns})
-    return buffer.getvalue()
 
 
 def scatter(path: Path, name, scores, robust, rho):
@@ -216,8 +207,8 @@ def run(args) -> int:
               f"({wall:.0f} s, {evaluator.describe()})", file=sys.stderr)
         scatter(out / f"scatter_{file_name(name)}.png", name, scores, robust, row["spearman_robust"])
         # rewrite after every proxy so an interrupted run keeps what it finished
-        write_atomic(out / "scores.csv", _csv(score_rows, SCORE_COLUMNS))
-        write_atomic(out / "correlation.csv", _csv(table, CORRELATION_COLUMNS))
+        write_csv(out / "scores.csv", score_rows, SCORE_COLUMNS)
+        write_csv(out / "correlation.csv", table, CORRELATION_COLUMNS)
         write_atomic(out / "correlation.md", markdown_table(table))
     print(markdown_table(table), end="")
     return 0

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import difflib
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -14,11 +11,12 @@ class UsageError(Exception):
     """Bad input from the command line: reported as one line, exit status 2."""
 
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# shipped inside the package, so a name works from any folder after a plain `pip install .`
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 def resolve_config_path(path: str) -> Path:
-    """A config given as a path, or as a bare preset name (``quick``) from ``configs/``."""
+    """A config given as a path, or as a bare preset name (``quick``) shipped with the package."""
     candidate = Path(path)
     if candidate.is_file():
         return candidate
@@ -66,25 +64,3 @@ def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
     check_keys(parsed, defaults, "the command line")
     config.update(parsed)
     return config
-
-
-def write_atomic(path: Path, text: str):
-    """Write a whole file or nothing: a killed run never leaves a half-written result."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def write_json(path: Path, data):
-    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
-def write_yaml(path: Path, data: dict):
-    write_atomic(path, yaml.safe_dump(data, sort_keys=False))

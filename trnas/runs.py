@@ -1,14 +1,12 @@
 """A search's run folder: the front and population as JSON and CSV, the summary, the plot."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 
-from .config import write_atomic, write_json
+from nas_problem.files import write_csv, write_json
 
 COLUMNS = ("genotype", "genotype_json", "r_score", "params_m", "flops_m", "psi", "phi", "valid", "knee",
            "best_r_score", "key")
@@ -63,11 +61,7 @@ def mark_front(rows: list[dict]) -> dict:
 
 def write_table(path: Path, rows: list[dict]):
     write_json(path.with_suffix(".json"), rows)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(path.with_suffix(".csv"), buffer.getvalue())
+    write_csv(path.with_suffix(".csv"), rows, COLUMNS)
 
 
 def plot_run(run_dir: Path, title: str = "", path: Path | None = None) -> Path:

@@ -9,8 +9,9 @@ from pymoo.core.callback import Callback
 
 from evaluation.evaluators import WorkerError, requested_gpu_share
 from nas_problem import RobustNASProblem
+from nas_problem.files import format_seconds, write_json, write_yaml
 
-from .config import UsageError, write_json, write_yaml
+from .config import UsageError
 from .runs import describe, mark_front, plot_run, write_table
 
 ALGORITHMS = ("trnas", "nsga2", "moead")
@@ -77,11 +78,6 @@ class Progress(Callback):
         self.report(f"gen {done:>3}/{self.n_gen} | evaluations {algorithm.evaluator.n_eval:>5} "
                     f"(scored {self.problem.n_scored}, reused {self.problem.n_reused}) | "
                     f"best R-Score {best:8.2f} | elapsed {format_seconds(elapsed)} | ETA {format_seconds(eta)}")
-
-
-def format_seconds(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def check_config(config: dict):
