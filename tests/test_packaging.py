@@ -1,0 +1,53 @@
+"""A plain (non-editable) install runs from any folder: the wheel holds every sub-package and
+the shipped configs, and its `trnas` command finds a config by name."""
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(command, cwd, timeout=600):
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    # no build isolation: setuptools is already here, and the test must not need the network
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        cwd=out)
+    (built,) = out.glob("trnas-*.whl")
+    return built
+
+
+def test_the_wheel_holds_every_package_and_the_shipped_configs(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    packages = {str(p.parent.relative_to(ROOT)) for p in ROOT.glob("*/**/__init__.py")
+                if p.parts[len(ROOT.parts)] not in ("tests", "examples", "build")}
+    for package in packages:
+        assert f"{package}/__init__.py" in names, f"{package} is missing from the wheel"
+    configs = {p.name for p in (ROOT / "trnas" / "configs").glob("*.yaml")}
+    assert configs and {f"trnas/configs/{name}" for name in configs} <= names
+
+
+def test_a_wheel_installed_in_a_fresh_environment_searches_from_another_folder(wheel, tmp_path):
+    # the fresh environment sees the heavy dependencies (torch, ray, ...) already installed here,
+    # but its own copy of trnas comes first on its path, so every import below is the wheel's
+    environment = tmp_path / "venv"
+    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(environment)
+    python = environment / "bin" / "python"
+    run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], cwd=tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    located = run([str(python), "-c", "import trnas, evaluation.zoo; print(trnas.__file__)"], cwd=elsewhere)
+    assert Path(located.stdout.strip()).is_relative_to(environment)
+    run([str(environment / "bin" / "trnas"), "search", "--config", "quick", "pop_size=4", "n_clusters=2", "n_gen=1",
+         "n_calibration=4", "out_dir=run"], cwd=elsewhere)
+    assert (elsewhere / "run" / "front.csv").is_file()
