@@ -27,7 +27,8 @@ from nas_problem import Genotype, build_proxy_network
 from nas_problem.networks import PROXY_NETWORKS
 
 from .datasets import CIFAR10_MEAN, CIFAR10_STD, Normalize
-from .registry import Proxy, ProxyError, exact_numerics, proxy, resolve_device
+from .registry import Proxy, ProxyError, proxy
+from .runtime import exact_numerics, resolve_device
 
 PRESETS = {
     "reference": dict(similarity="js", network="reference", n_images=16, psi_inits=32, beta=2.0,

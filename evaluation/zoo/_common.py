@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from ..datasets import NormalizedNet
-from ..registry import Proxy, ProxyError, exact_numerics, resolve_device
+from ..registry import Proxy, ProxyError
+from ..runtime import exact_numerics, resolve_device
 
 PRESETS = ("reference", "paper")
 
