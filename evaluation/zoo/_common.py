@@ -9,6 +9,7 @@ from torch import nn
 
 from ..datasets import NormalizedNet
 from ..registry import Proxy, ProxyError
+from ..rscore.phi import fgsm_attack
 from ..runtime import exact_numerics, resolve_device
 
 PRESETS = ("reference", "paper")
@@ -47,7 +48,6 @@ def forward_recording(model: nn.Module, modules, x: torch.Tensor, keep) -> list:
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     """torchattacks FGSM (through rscore's helper) of step ``eps`` on inputs in [0, 1], the
     model in train mode (BatchNorm on batch statistics, as the proxies score it)."""
-    from ..rscore import fgsm_attack
     state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     return fgsm_attack(model, state, x.detach(), y, float(eps), (0.0, 1.0)).detach()
 
