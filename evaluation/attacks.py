@@ -16,7 +16,7 @@ import torch
 
 from nas_problem.files import write_atomic
 
-from .registry import resolve_device
+from .runtime import resolve_device
 from .training import CheckpointError, TrainingError, as_int, as_number, load_model, model_cost
 
 ATTACK_NAMES = ("fgsm", "pgd20", "pgd100", "cw", "autoattack")

@@ -9,22 +9,14 @@ device="cpu")``. A factory's keyword arguments are its knobs; an unknown name or
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import functools
 import inspect
 import math
-import os
-import platform
-import threading
 from typing import Callable
 
-import torch
+from .errors import ProxyError
+from .runtime import retain_freed_memory
 
-
-class ProxyError(ValueError):
-    """An unknown proxy name, an unknown knob or a bad knob value."""
-
+__all__ = ["Proxy", "ProxyError", "available_proxies", "get_proxy", "knobs_of", "proxy"]
 
 _FACTORIES: dict = {}
 
@@ -80,96 +72,6 @@ def get_proxy(name: str, **knobs) -> "Proxy":
     if getattr(getattr(built, "device", None), "type", None) == "cpu":
         retain_freed_memory()
     return built
-
-
-def resolve_device(device) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when there is one, else the CPU."""
-    if device is None or (isinstance(device, str) and device.lower() == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ProxyError(f"bad device {device!r}: {error}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ProxyError(f"device {device!r} requested, but torch sees no CUDA device (use device=auto or cpu)")
-    return resolved
-
-
-_EXACT_LOCK = threading.Lock()
-_exact_users = 0
-_exact_settings = None
-
-
-@contextlib.contextmanager
-def exact_numerics():
-    """The cuDNN settings proxies measure under (a context manager; no effect on the CPU):
-    no TF32, whose rounding flips Ψ's near-zero signs and moves Φ in its 3rd digit; no
-    autotuning and deterministic kernels, so the same seed gives the same score in every
-    process, a Ray actor's included. The previous settings come back afterwards.
-
-    The settings are process-wide and threads may measure at once (the in-process evaluator):
-    the first to enter sets them, the last to leave puts the previous ones back, so one thread
-    leaving cannot undo them under another still measuring."""
-    global _exact_users, _exact_settings
-    with _EXACT_LOCK:
-        if _exact_users == 0:
-            _exact_settings = torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False,
-                                                         deterministic=True, allow_tf32=False)
-            _exact_settings.__enter__()
-        _exact_users += 1
-    try:
-        yield
-    finally:
-        with _EXACT_LOCK:
-            _exact_users -= 1
-            if _exact_users == 0:
-                _exact_settings.__exit__(None, None, None)
-                _exact_settings = None
-
-
-# glibc's mallopt parameters; 32 MB is the largest mmap threshold it accepts on 64-bit machines
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD = 32 * 2 ** 20
-_TRIM_THRESHOLD = 2 ** 30
-# a user's own allocator settings, or another allocator, win over ours
-_ALLOCATOR_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX")
-_OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
-
-
-def _allocator_left_to_the_user() -> bool:
-    if any(key in os.environ for key in _ALLOCATOR_SETTINGS) or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
-        return True
-    return any(name in os.environ.get("LD_PRELOAD", "") for name in _OTHER_ALLOCATORS)
-
-
-def glibc_allocates_as_shipped() -> bool:
-    """Whether this process allocates with glibc's malloc under its default settings: the
-    case :func:`retain_freed_memory` tunes."""
-    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc" and not _allocator_left_to_the_user()
-
-
-@functools.cache
-def retain_freed_memory() -> bool:
-    """Keep freed CPU memory in this process for reuse (glibc only; True when in effect).
-
-    Scoring on the CPU allocates and frees tensors of 1 to 20 MB hundreds of times per
-    architecture (an R-Score's replicated Ψ pass). glibc maps blocks above its threshold afresh
-    and hands freed memory at the top of its heap back to the kernel once it exceeds twice that
-    threshold, so the pages are faulted in and zeroed again and again: 20-30 thousand page
-    faults per `reference`-preset architecture on the 2-core machines measured here, about 500
-    with this setting, and 6 % less time per architecture (four alternating runs), with less
-    spread. Allocations below 32 MB then come from the heap, which is trimmed only when 1 GB
-    lies free at its top. The numbers computed are unchanged; the process's resident memory no
-    longer shrinks after a peak. It applies to the whole process, once; where the user set
-    glibc's malloc variables or preloads another allocator, it does nothing."""
-    if not glibc_allocates_as_shipped():
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    # on 32-bit glibc the threshold is refused (its maximum is 512 KB) and the trim is left alone
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
 class Proxy:

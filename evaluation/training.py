@@ -25,7 +25,7 @@ from nas_problem.files import format_seconds, write_atomic, write_csv, write_yam
 from nas_problem import Genotype, GenotypeError, build_evaluation_network, count_flops, count_params, load_genotypes
 
 from .datasets import NormalizedNet
-from .registry import resolve_device
+from .runtime import resolve_device
 
 CHECKPOINT_FORMAT = 1
 METHODS = ("standard", "pgd", "trades")

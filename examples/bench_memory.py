@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from bench_proxy_speed import describe_machine  # noqa: E402
 from evaluation import get_proxy, load_dataset, proxy_batch  # noqa: E402
 from evaluation.evaluators import InProcessEvaluator  # noqa: E402
-from evaluation.registry import resolve_device  # noqa: E402
+from evaluation.runtime import resolve_device  # noqa: E402
 from nas_problem import DartsSpace  # noqa: E402
 
 

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from evaluation import get_proxy, load_dataset, proxy_batch  # noqa: E402
 from evaluation.evaluators import InProcessEvaluator  # noqa: E402
-from evaluation.registry import resolve_device  # noqa: E402
+from evaluation.runtime import resolve_device  # noqa: E402
 from evaluation.rscore import normalise_over_set  # noqa: E402
 from nas_problem import DartsSpace  # noqa: E402
 

@@ -48,7 +48,8 @@ class RobustNASProblem(Problem):
         # imported here, not at module level: evaluation builds its networks from nas_problem
         from evaluation.datasets import load_dataset, proxy_batch
         from evaluation.evaluators import InProcessEvaluator, RayEvaluator, ignores_device_index
-        from evaluation.registry import ProxyError, get_proxy, resolve_device
+        from evaluation.registry import ProxyError, get_proxy
+        from evaluation.runtime import resolve_device
 
         if workers and ignores_device_index(device, gpus_per_worker):
             raise ProxyError(f"device={device} with workers: Ray gives each worker its GPU, so an index cannot "

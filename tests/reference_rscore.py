@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from evaluation.datasets import Normalize
-from evaluation.registry import exact_numerics
+from evaluation.runtime import exact_numerics
 from evaluation.rscore import PRESETS, default_init, fgsm_attack, gaussian_inits
 from nas_problem import Genotype, build_proxy_network
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from evaluation import ProxyError, available_proxies, get_proxy, proxy
-from evaluation import registry
+from evaluation import registry, runtime
 from evaluation.rscore import PRESETS
 
 
@@ -99,7 +99,7 @@ _ROUNDS = """
 import resource, sys
 import torch
 from evaluation import get_proxy
-from evaluation.registry import retain_freed_memory
+from evaluation.runtime import retain_freed_memory
 if sys.argv[1] == "proxy":
     get_proxy("naswot", device="cpu")
     assert retain_freed_memory.cache_info().currsize == 1 and retain_freed_memory()
@@ -116,7 +116,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _glibc_allocator_as_shipped() -> bool:
-    if not (registry.glibc_allocates_as_shipped() and sys.maxsize > 2 ** 32):
+    if not (runtime.glibc_allocates_as_shipped() and sys.maxsize > 2 ** 32):
         return False
     try:  # huge pages everywhere fault in 2 MB at a time: too few faults to tell the two apart
         return "[always]" not in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
@@ -144,14 +144,14 @@ def test_a_cpu_proxy_keeps_freed_memory_for_reuse_instead_of_faulting_it_in_agai
 def test_allocator_settings_of_the_user_are_left_alone(monkeypatch):
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=4096")
-    assert registry._allocator_left_to_the_user()
+    assert runtime._allocator_left_to_the_user()
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.rtld.optional_static_tls=512")
-    assert not registry._allocator_left_to_the_user()
+    assert not runtime._allocator_left_to_the_user()
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
-    assert registry._allocator_left_to_the_user()
+    assert runtime._allocator_left_to_the_user()
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
-    assert registry._allocator_left_to_the_user()
+    assert runtime._allocator_left_to_the_user()
 
 
 def test_an_rscore_proxy_pickles_and_copies_as_its_settings():
@@ -166,7 +166,7 @@ def test_exact_numerics_held_by_two_threads_keeps_its_settings_until_the_last_le
     cudnn = torch.backends.cudnn
     with cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=False, allow_tf32=True):
         # the order two scoring threads can take: both enter, the first leaves while the second measures
-        first, second = registry.exact_numerics(), registry.exact_numerics()
+        first, second = runtime.exact_numerics(), runtime.exact_numerics()
         first.__enter__()
         second.__enter__()
         first.__exit__(None, None, None)

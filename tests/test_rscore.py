@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from evaluation import ProxyError, get_proxy, load_dataset, proxy_batch
-from evaluation.rscore import (_count_distinct, _pack_weights, _pattern_words, _PatternSet, default_init,
-                               gaussian_inits, normalise_over_set, phi, psi, relu_neurons, stateless, use_shift_pools)
+from evaluation.rscore import (default_init, gaussian_inits, normalise_over_set, phi, psi, relu_neurons, stateless,
+                               use_shift_pools)
+from evaluation.rscore.patterns import PatternSet, count_distinct, pack_weights, pattern_words
 from nas_problem import Genotype, build_proxy_network, load_genotypes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -73,8 +74,8 @@ def test_packed_patterns_count_like_python_sets(n_samples):
     bits = (torch.rand(n_samples, 40, generator=generator) < 0.5).float()
     bits = torch.cat([bits, bits[:, :7], torch.zeros(n_samples, 3), torch.ones(n_samples, 2)], dim=1)
     expected = len({tuple(column) for column in bits.t().tolist()})
-    words = (_pack_weights(n_samples, "cpu") @ bits).unsqueeze(0)
-    assert _count_distinct(words.expand(2, -1, -1), n_samples).tolist() == [expected, expected]
+    words = (pack_weights(n_samples, "cpu") @ bits).unsqueeze(0)
+    assert count_distinct(words.expand(2, -1, -1), n_samples).tolist() == [expected, expected]
 
 
 @pytest.mark.parametrize("n_samples", [16, 48])  # a presence table filled as words arrive; words kept to the end
@@ -82,12 +83,12 @@ def test_patterns_added_piece_by_piece_count_as_one_set(n_samples):
     generator = torch.Generator().manual_seed(n_samples)
     bits = (torch.rand(3, n_samples, 90, generator=generator) < 0.5).float()
     bits[1, :, 45:] = bits[1, :, :45]  # the second half of init 1 repeats its first
-    words = _pack_weights(n_samples, "cpu") @ bits
+    words = pack_weights(n_samples, "cpu") @ bits
     expected = [len({tuple(column) for column in bits[i].t().tolist()}) for i in range(3)]
-    patterns = _PatternSet(3, n_samples, "cpu")
+    patterns = PatternSet(3, n_samples, "cpu")
     for piece in words.split([10, 35, 1, 44], dim=2):
         patterns.add(piece)
-    assert patterns.counts().tolist() == expected == _count_distinct(words, n_samples).tolist()
+    assert patterns.counts().tolist() == expected == count_distinct(words, n_samples).tolist()
     assert expected[1] <= 45
 
 
@@ -105,12 +106,12 @@ def test_pattern_words_treat_nan_as_off_whether_zeroed_before_or_after(copies, n
         assert torch.isnan(torch.sign(torch.tensor(float("nan"))))
     output = torch.relu(torch.randn(5, 2 * copies, 3, 4, generator=torch.Generator().manual_seed(copies)))
     output[0, 1, 2, 3] = output[3, 0, 0, 0] = float("nan")
-    pack = _pack_weights(5, "cpu")
+    pack = pack_weights(5, "cpu")
     for layout in (output, output.contiguous(memory_format=torch.channels_last)):
-        eager, lazy = _pattern_words(layout, pack, copies), _pattern_words(layout, pack, copies, lazy_nan=True)
+        eager, lazy = pattern_words(layout, pack, copies), pattern_words(layout, pack, copies, lazy_nan=True)
         assert torch.equal(eager, lazy)
         # NaN counts exactly like 0 (the layout fixes the neurons' order, so compare in the same one)
-        assert torch.equal(eager, _pattern_words(layout.nan_to_num(nan=0.0), pack, copies))
+        assert torch.equal(eager, pattern_words(layout.nan_to_num(nan=0.0), pack, copies))
         assert not torch.isnan(eager).any()
 
 
@@ -402,7 +403,7 @@ def test_measure_is_reproducible_and_order_independent():
 def test_proxies_measure_without_tf32_or_autotuning_and_restore_the_settings(name, monkeypatch):
     """On a GPU, TF32 rounding and autotuned kernels would make scores depend on the process
     that computed them; the settings a proxy sees are checked here, where no GPU is needed."""
-    import evaluation.rscore as rscore_module
+    import evaluation.rscore.proxy as rscore_module
     from evaluation.zoo import synflow as synflow_module
     seen = []
     module, function = (rscore_module, "psi") if name == "rscore" else (synflow_module.Synflow, "compute")
@@ -451,26 +452,26 @@ def test_paired_similarities_equal_one_pair_at_a_time(monkeypatch, name):
     """Φ's batched similarities: pairs of several sizes, in mixed order, some batches split by
     the element limit, one pair holding a NaN; each value is that pair's own similarity, as
     the one-pair call and as the reference implementation's float64 formula give it."""
-    from evaluation import rscore
+    from evaluation.rscore import similarity as similarities
     from reference_rscore import REFERENCE_SIMILARITIES
-    similarity = rscore.SIMILARITIES[name]
+    similarity = similarities.SIMILARITIES[name]
     generator = torch.Generator().manual_seed(0)
     shapes = [(2, 3, 4, 4), (5,), (2, 3, 4, 4), (7, 1), (5,), (2, 3, 4, 4), (2, 3, 4, 4), (1,)]
     first = [torch.randn(s, generator=generator) * 4 for s in shapes]
     second = [a + torch.randn(a.shape, generator=generator) for a in first]
     second[3] = second[3].clone()
     second[3][0, 0] = float("nan")
-    monkeypatch.setitem(rscore.SIMILARITY_BATCH_ELEMENTS, "cpu", 200)  # 2 rows of 96 per batch
-    batched = rscore.paired_similarities(similarity, first, second)
+    monkeypatch.setitem(similarities.SIMILARITY_BATCH_ELEMENTS, "cpu", 200)  # 2 rows of 96 per batch
+    batched = similarities.paired_similarities(similarity, first, second)
     one_by_one = torch.stack([similarity(a.flatten(), b.flatten()) for a, b in zip(first, second)])
     assert batched.shape == (len(shapes),)
     assert torch.allclose(batched, one_by_one, rtol=1e-6, atol=0, equal_nan=True)
     written_out = torch.stack([REFERENCE_SIMILARITIES[name](a, b) for a, b in zip(first, second)]).float()
     assert torch.allclose(batched, written_out, rtol=1e-5, atol=1e-6, equal_nan=True)
     assert math.isnan(float(batched[3])) and not torch.isnan(batched[[0, 1, 2, 4, 5, 6, 7]]).any()
-    assert rscore.paired_similarities(similarity, [], []).numel() == 0
+    assert similarities.paired_similarities(similarity, [], []).numel() == 0
     with pytest.raises(ValueError, match=r"pair 1 has shapes \(5,\) and \(1,\)"):
-        rscore.paired_similarities(similarity, first[:2], [second[0], torch.ones(1)])
+        similarities.paired_similarities(similarity, first[:2], [second[0], torch.ones(1)])
 
 
 def test_stateless_calls_keep_tied_weights_tied():

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from ..datasets import NormalizedNet
-from ..registry import Proxy, ProxyError, exact_numerics, proxy, resolve_device
+from ..registry import Proxy, ProxyError
+from ..rscore.phi import fgsm_attack
+from ..runtime import exact_numerics, resolve_device
 
 PRESETS = ("reference", "paper")
 
@@ -46,7 +48,6 @@ def forward_recording(model: nn.Module, modules, x: torch.Tensor, keep) -> list:
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     """torchattacks FGSM (through rscore's helper) of step ``eps`` on inputs in [0, 1], the
     model in train mode (BatchNorm on batch statistics, as the proxies score it)."""
-    from ..rscore import fgsm_attack
     state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     return fgsm_attack(model, state, x.detach(), y, float(eps), (0.0, 1.0)).detach()
 
@@ -76,15 +77,6 @@ def constant_output(model: nn.Module, x: torch.Tensor) -> bool:
     with torch.no_grad():
         out = model(x)
     return bool(out.shape[0] > 1 and float((out - out[:1]).abs().max()) <= 1e-12 * (1 + float(out.abs().max())))
-
-
-def register(cls):
-    """Register a :class:`ZooProxy` subclass under ``cls.name`` with the zoo's standard
-    keywords (device, num_classes, mean, std, preset, n_images) plus its ``knobs``."""
-    def factory(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None, **knobs):
-        return cls(device, num_classes, mean, std, preset, n_images, **knobs)
-    proxy(cls.name)(factory)
-    return cls
 
 
 class ZooProxy(Proxy):

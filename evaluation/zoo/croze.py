@@ -73,7 +73,6 @@ def croze_terms(model, x, y, beta, epsilon, gamma) -> dict:
 
 class CRoZe(ZooProxy):
     name = "croze"
-    # 2: FactorizedReduce as stride-1 convolutions of subsampled maps (8th digit)
     revision = 2
     knobs = {"beta": 2.0, "epsilon": 8 / 255, "gamma": 1e-3}
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ._common import ZooProxy, register, weight_layers
+from ..registry import proxy
+from ._common import ZooProxy, weight_layers
 
 
 def fisher_score(model, x, y) -> float:
@@ -37,9 +38,13 @@ def fisher_score(model, x, y) -> float:
     return total
 
 
-@register
 class Fisher(ZooProxy):
     name = "fisher"
 
     def score_network(self, net, x, y):
         return fisher_score(net, x, y)
+
+
+@proxy("fisher")
+def make_fisher(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
+    return Fisher(device, num_classes, mean, std, preset, n_images)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ._common import ZooProxy, register, weight_layers
+from ..registry import proxy
+from ._common import ZooProxy, weight_layers
 
 
 def grad_norm_score(model, x, y) -> float:
@@ -18,9 +19,13 @@ def grad_norm_score(model, x, y) -> float:
     return float(sum(g.detach().norm() for g in grads if g is not None))
 
 
-@register
 class GradNorm(ZooProxy):
     name = "grad_norm"
 
     def score_network(self, net, x, y):
         return grad_norm_score(net, x, y)
+
+
+@proxy("grad_norm")
+def make_grad_norm(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
+    return GradNorm(device, num_classes, mean, std, preset, n_images)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ._common import ZooProxy, register, weight_layers
+from ..registry import proxy
+from ._common import ZooProxy, weight_layers
 
 
 def grasp_score(model, x, y) -> float:
@@ -27,11 +28,14 @@ def grasp_score(model, x, y) -> float:
     return float(sum((-w.detach() * h).sum() for w, h in zip(weights, hg) if h is not None))
 
 
-@register
 class Grasp(ZooProxy):
     name = "grasp"
-    # 2: FactorizedReduce as stride-1 convolutions of subsampled maps (last digits)
     revision = 2
 
     def score_network(self, net, x, y):
         return grasp_score(net, x, y)
+
+
+@proxy("grasp")
+def make_grasp(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
+    return Grasp(device, num_classes, mean, std, preset, n_images)

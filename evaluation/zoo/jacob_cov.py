@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import ZooProxy, register
+from ..registry import proxy
+from ._common import ZooProxy
 
 K = 1e-5
 
@@ -28,9 +29,13 @@ def jacob_cov_score(model, x) -> float:
     return float(-np.sum(np.log(v + K) + 1.0 / (v + K)))
 
 
-@register
 class JacobCov(ZooProxy):
     name = "jacob_cov"
 
     def score_network(self, net, x, y):
         return jacob_cov_score(net, x)
+
+
+@proxy("jacob_cov")
+def make_jacob_cov(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
+    return JacobCov(device, num_classes, mean, std, preset, n_images)

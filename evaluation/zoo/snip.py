@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ._common import ZooProxy, register, weight_layers
+from ..registry import proxy
+from ._common import ZooProxy, weight_layers
 
 
 def snip_score(model, x, y) -> float:
@@ -18,9 +19,13 @@ def snip_score(model, x, y) -> float:
     return float(sum((w.detach() * g).abs().sum() for w, g in zip(weights, grads) if g is not None))
 
 
-@register
 class Snip(ZooProxy):
     name = "snip"
 
     def score_network(self, net, x, y):
         return snip_score(net, x, y)
+
+
+@proxy("snip")
+def make_snip(device="auto", num_classes=10, mean=None, std=None, preset="reference", n_images=None):
+    return Snip(device, num_classes, mean, std, preset, n_images)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from ..registry import ProxyError, proxy
-from ..rscore import PRESETS as RSCORE_PRESETS
-from ..rscore import psi, use_shift_pools
+from ..rscore.pools import use_shift_pools
+from ..rscore.presets import PRESETS as RSCORE_PRESETS
+from ..rscore.psi import psi
 from ._common import ZooProxy
 
 
