@@ -23,8 +23,7 @@ from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.conv import _ConvNd
 
-from nas_problem import Genotype, build_proxy_network
-from nas_problem.networks import PROXY_NETWORKS
+from nas_problem import PROXY_PRESETS, Genotype, space_of
 
 from .datasets import CIFAR10_MEAN, CIFAR10_STD, Normalize
 from .registry import Proxy, ProxyError, exact_numerics, proxy, resolve_device
@@ -734,7 +733,8 @@ class RScore(Proxy):
             genotype = Genotype.parse(genotype)
         images, labels = self._batch(images, labels)
         psi_seed, phi_seed = (int(s) for s in np.random.SeedSequence(int(seed)).generate_state(2))
-        network = build_proxy_network(genotype, preset=self.network, num_classes=self.num_classes).to(self.device)
+        space = space_of(genotype)
+        network = space.build_proxy_network(genotype, preset=self.network, num_classes=self.num_classes).to(self.device)
         normalize = Normalize(self.mean, self.std).to(self.device)
         with torch.no_grad():
             normalised = normalize(images)
@@ -748,8 +748,8 @@ class RScore(Proxy):
             normalised = normalised.contiguous(memory_format=torch.channels_last)
 
         def replicate(copies):
-            replicated = build_proxy_network(genotype, preset=self.network, num_classes=self.num_classes,
-                                             replicas=copies).to(self.device)
+            replicated = space.build_proxy_network(genotype, preset=self.network, num_classes=self.num_classes,
+                                                   replicas=copies).to(self.device)
             return use_shift_pools(replicated) if self.device.type == "cpu" else replicated
 
         with exact_numerics():
@@ -791,8 +791,8 @@ def make_rscore(preset: str = "reference", device=None, num_classes: int = 10, m
     knobs = {k: PRESETS[preset][k] if v is None else v for k, v in given.items()}
     _check(knobs["similarity"] in SIMILARITIES,
            f"unknown similarity {knobs['similarity']!r} (available: {', '.join(SIMILARITIES)})")
-    _check(knobs["network"] in PROXY_NETWORKS,
-           f"unknown proxy network {knobs['network']!r} (available: {', '.join(PROXY_NETWORKS)})")
+    _check(knobs["network"] in PROXY_PRESETS,
+           f"unknown proxy network {knobs['network']!r} (available: {', '.join(PROXY_PRESETS)})")
     for key in ("n_images", "psi_inits"):
         value = knobs[key]
         _check(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1,
