@@ -6,8 +6,9 @@ import line below.
 from .datasets import (Dataset, DatasetError, DatasetNotFoundError, Normalize, load_dataset,
                        proxy_batch)
 from .registry import Proxy, ProxyError, available_proxies, get_proxy, proxy
+from .scorer import ProxyScorer, make_scorer
 
 from . import rscore, zoo  # noqa: F401  (registering "rscore" and the zoo's proxies)
 
 __all__ = ["Dataset", "DatasetError", "DatasetNotFoundError", "Normalize", "load_dataset", "proxy_batch",
-           "Proxy", "ProxyError", "available_proxies", "get_proxy", "proxy"]
+           "Proxy", "ProxyError", "available_proxies", "get_proxy", "proxy", "ProxyScorer", "make_scorer"]

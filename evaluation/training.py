@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas_problem.files import format_seconds, write_atomic, write_csv, write_yaml
-from nas_problem import Genotype, GenotypeError, build_evaluation_network, count_flops, count_params, load_genotypes
+from nas_problem import Genotype, GenotypeError, load_genotypes, space_of
 
 from .datasets import NormalizedNet
 from .runtime import resolve_device
@@ -203,8 +203,9 @@ def resnet18_cifar(num_classes: int = 10) -> nn.Module:
 
 def build_model(spec: ModelSpec) -> NormalizedNet:
     if spec.arch == "darts":
-        net = build_evaluation_network(Genotype.parse(spec.genotype), num_classes=spec.num_classes,
-                                       auxiliary=spec.auxiliary, channels=spec.channels, layers=spec.layers)
+        genotype = Genotype.parse(spec.genotype)
+        net = space_of(genotype).build_network(genotype, num_classes=spec.num_classes, auxiliary=spec.auxiliary,
+                                               channels=spec.channels, layers=spec.layers)
     elif spec.arch == "resnet18":
         net = resnet18_cifar(spec.num_classes)
     else:
@@ -217,8 +218,9 @@ def model_cost(spec: ModelSpec) -> tuple[float, float]:
     FLOPs columns of the papers' tables; auxiliary heads are not counted."""
     if spec.arch == "darts":
         genotype = Genotype.parse(spec.genotype)
+        space = space_of(genotype)
         kw = dict(num_classes=spec.num_classes, channels=spec.channels, layers=spec.layers)
-        return count_params(genotype, **kw), count_flops(genotype, **kw)
+        return space.count_params(genotype, **kw), space.count_flops(genotype, **kw)
     from torch.utils.flop_counter import FlopCounterMode
     with torch.device("meta"):
         net = resnet18_cifar(spec.num_classes)

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
 from bench_proxy_speed import describe_machine  # noqa: E402
-from nas_problem import DartsSpace, RobustNASProblem  # noqa: E402
+from nas_problem import DartsSpace  # noqa: E402
+from trnas import make_problem  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
     rows, results = [], {}
     for workers in [0] + counts:
         start = time.perf_counter()
-        problem = RobustNASProblem(**options, workers=workers, gpus_per_worker=args.gpus_per_worker)
+        problem = make_problem(**options, workers=workers, gpus_per_worker=args.gpus_per_worker)
         problem.score_genotypes(warm_up[:max(1, workers)])
         startup = time.perf_counter() - start
         try:

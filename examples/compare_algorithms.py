@@ -17,8 +17,7 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from pymoo.optimize import minimize
 
-from nas_problem import RobustNASProblem
-from trnas.search import make_algorithm
+from trnas.search import make_algorithm, make_problem
 
 
 def main():
@@ -34,8 +33,7 @@ def main():
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    problem = RobustNASProblem(dataset=args.dataset, preset=args.preset, seed=args.seed,
-                               archive=out / "archive.jsonl")
+    problem = make_problem(dataset=args.dataset, preset=args.preset, seed=args.seed, archive=out / "archive.jsonl")
     problem.calibrate()
     fronts, rows = {}, []
     for name in ("trnas", "nsga2", "moead"):

@@ -1,11 +1,18 @@
-"""Search spaces, genotype <-> decision vector, network builders and the pymoo Problem."""
+"""Search spaces, genotype <-> decision vector, network builders and the pymoo Problem.
+
+``build_evaluation_network``, ``build_proxy_network``, ``count_params`` and ``count_flops`` are
+the DARTS space's; for a genotype of any space ask ``space_of(genotype)``."""
 from .genotype import DARTS_OPS, Genotype, GenotypeError, load_genotypes
 from .networks import (DartsNetwork, build_evaluation_network, build_proxy_network, count_flops,
                        count_params)
-from .spaces import DartsSpace, get_space
+from .darts import DartsSpace
+from .nb201 import NB201Genotype, NB201Space
+from .spaces import PROXY_PRESETS, SPACES, SearchSpace, get_space, space_of
+from .budget import BudgetError, check_budget, fits_budget
 from .archive import Archive
-from .problem import BudgetError, RobustNASProblem
+from .problem import RobustNASProblem, Scorer
 
 __all__ = ["DARTS_OPS", "Genotype", "GenotypeError", "load_genotypes", "DartsNetwork",
            "build_evaluation_network", "build_proxy_network", "count_flops", "count_params",
-           "DartsSpace", "get_space", "Archive", "BudgetError", "RobustNASProblem"]
+           "DartsSpace", "NB201Genotype", "NB201Space", "PROXY_PRESETS", "SPACES", "SearchSpace", "get_space",
+           "space_of", "BudgetError", "check_budget", "fits_budget", "Archive", "RobustNASProblem", "Scorer"]

@@ -9,7 +9,7 @@ import ast
 import json
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import ClassVar, Iterable, Sequence
 
 DARTS_OPS = (
     "max_pool_3x3",
@@ -56,6 +56,7 @@ class Genotype:
     reduce: tuple
     normal_concat: tuple = DEFAULT_CONCAT
     reduce_concat: tuple = DEFAULT_CONCAT
+    space_name: ClassVar[str] = "darts"  # the search space that builds, counts and encodes it
 
     def __post_init__(self):
         object.__setattr__(self, "normal", _clean_cell(self.normal, "normal"))

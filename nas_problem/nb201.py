@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ class NB201Genotype:
     """Six operation names, one per edge in ``NB201_EDGES`` order."""
 
     ops: tuple
+    space_name: ClassVar[str] = "nb201"
 
     def __post_init__(self):
         ops = tuple(str(op) for op in self.ops)
@@ -186,6 +188,8 @@ class NB201Space:
     is its own block for crossover and mutation."""
 
     name = "nb201"
+    genes_per_block = 1
+    op_genes = (0,)
 
     def __init__(self, include_none: bool = True):
         # `none` is one of NB201's five operations; the keyword exists so get_space() can pass it uniformly
@@ -242,3 +246,22 @@ class NB201Space:
     def canonical_key(self, x) -> str:
         return self.decode(x).key()
 
+    # ----- networks and sizes -----
+    def build_network(self, genotype: NB201Genotype, num_classes=10, **settings) -> NB201Network:
+        """The NB201 network (C = 16, N = 5; ``settings``: channels, cells_per_stage, ...)."""
+        return build_nb201_network(genotype, num_classes=num_classes, **settings)
+
+    def build_proxy_network(self, genotype: NB201Genotype, preset="reference", num_classes=10,
+                            **settings) -> NB201Network:
+        """The NB201 network, with BatchNorm only under ``paper`` as for DARTS."""
+        return build_nb201_network(genotype, num_classes=num_classes, batchnorm=preset == "paper", **settings)
+
+    def count_params(self, genotype: NB201Genotype, num_classes=10, **settings) -> float:
+        return nb201_params(genotype, num_classes, **settings)
+
+    def count_flops(self, genotype: NB201Genotype, num_classes=10, **settings) -> float:
+        return nb201_flops(genotype, num_classes, **settings)
+
+    def cell_modules(self, network: NB201Network) -> list:
+        """The 15 cells, not the residual reduction blocks between the stages."""
+        return [module for module in network.cells if isinstance(module, NB201Cell)]

@@ -1,5 +1,6 @@
-"""Networks built from a genotype: the evaluation network users train and the two proxy
-networks the R-Score presets score (DESIGN §3)."""
+"""Networks built from a DARTS genotype: the evaluation network users train and the two proxy
+networks the R-Score presets score (DESIGN §3), and their sizes. Code that may hold a genotype
+of any space asks its space instead (``space_of(genotype)``)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -145,12 +146,8 @@ def build_evaluation_network(genotype: Genotype, num_classes=10, auxiliary=False
                         **{**EVALUATION_NETWORK, **overrides})
 
 
-def build_proxy_network(genotype, preset: str = "reference", num_classes=10, **overrides) -> nn.Module:
-    """The network a proxy scores: the DARTS proxy network of ``preset``, or for a NAS-Bench-201
-    genotype the NB201 network, with BatchNorm only under ``paper`` as for DARTS."""
-    if not isinstance(genotype, Genotype):
-        from .nb201 import build_nb201_network
-        return build_nb201_network(genotype, num_classes=num_classes, batchnorm=preset == "paper", **overrides)
+def build_proxy_network(genotype: Genotype, preset: str = "reference", num_classes=10, **overrides) -> nn.Module:
+    """The network a proxy scores: the DARTS proxy network of ``preset``."""
     try:
         settings = PROXY_NETWORKS[preset]
     except KeyError:
@@ -202,20 +199,13 @@ def _count(genotype: Genotype, num_classes: int, channels: int, layers: int) -> 
     return sum(p for p, _ in costs) / 1e6, sum(f for _, f in costs) / 1e6
 
 
-def count_params(genotype, num_classes=10, channels=36, layers=20) -> float:
+def count_params(genotype: Genotype, num_classes=10, channels=36, layers=20) -> float:
     """Parameters of the evaluation network in millions (auxiliary head excluded, as papers
-    report), summed over its building blocks, each measured once on the ``meta`` device.
-    A NAS-Bench-201 genotype counts its NB201 network (C = 16, N = 5)."""
-    if not isinstance(genotype, Genotype):
-        from .nb201 import nb201_params
-        return nb201_params(genotype, num_classes)
+    report), summed over its building blocks, each measured once on the ``meta`` device."""
     return _count(genotype, num_classes, channels, layers)[0]
 
 
-def count_flops(genotype, num_classes=10, channels=36, layers=20) -> float:
+def count_flops(genotype: Genotype, num_classes=10, channels=36, layers=20) -> float:
     """Multiply-adds in millions of one 32x32 forward pass of the evaluation network: the
     "FLOPs" figure DARTS-family papers report (convolutions and linear layers)."""
-    if not isinstance(genotype, Genotype):
-        from .nb201 import nb201_flops
-        return nb201_flops(genotype, num_classes)
     return _count(genotype, num_classes, channels, layers)[1]

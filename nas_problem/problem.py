@@ -4,13 +4,14 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 from pymoo.core.problem import Problem
 
 from .archive import Archive
+from .budget import check_budget, fits_budget
 from .genotype import Genotype
-from .networks import count_flops, count_params
 from .spaces import get_space
 
 # a flagged architecture (non-finite proxy value) gets an inverse score worse than any valid one:
@@ -18,65 +19,52 @@ from .spaces import get_space
 FLAGGED_INVERSE_SCORE = 2.0
 
 
-class BudgetError(ValueError):
-    """A parameter budget no architecture of the space can meet."""
+class Scorer(Protocol):
+    """What the problem needs from whatever scores its architectures (``evaluation.make_scorer``
+    builds one): the proxy (its name, revision and config; validity, calibration and score of
+    its components), the device it scores on, the number of classes of its data, its identity
+    (what besides the search seed and space decides a score) and a call that scores
+    ``(genotype, seed)`` jobs, yielding ``(position, (components, seconds, threads, device))``
+    as each one finishes."""
+
+    proxy: Any
+    device: Any
+    num_classes: int
+    identity: dict
+
+    def __call__(self, jobs: list) -> Iterator[tuple]: ...
+
+    def close(self) -> None: ...
 
 
 class RobustNASProblem(Problem):
     """Minimise ``[1 / R-Score, Params]`` over a search space, Params in millions of parameters
     of the evaluation network.
 
-    The budget ``max_params`` is kept by the operators (``operators.default_operators``), so
-    algorithms without constraint handling work unchanged; ``expose_constraint=True`` also
+    ``scorer`` scores the architectures (:class:`Scorer`: in process, or on Ray workers, as
+    ``evaluation.make_scorer`` chose); ``trnas.make_problem`` builds both from a search config in
+    one call. The budget ``max_params`` is kept by the operators (``operators.default_operators``),
+    so algorithms without constraint handling work unchanged; ``expose_constraint=True`` also
     reports it as ``G = Params - max_params``. Scores are normalised with a calibration sample
     of ``n_calibration`` random architectures drawn once (seeded), so an architecture's score
     does not depend on the population it sits in. Every evaluation goes to ``archive`` (a path
-    or an :class:`Archive`), which doubles as a cache. In process on the CPU, the R-Score scores
-    as many architectures at once as torch has threads, one torch thread each
-    (:class:`evaluation.evaluators.InProcessEvaluator`). ``workers > 0`` scores on Ray actors
-    (``ray_address=`` a cluster, ``gpus_per_worker=`` fractional GPUs, by default the cluster's
-    GPUs shared evenly when ``device`` is cuda); scores equal the in-process ones, because each
-    architecture's proxy seed depends on the architecture alone. Ray assigns the workers their
-    GPUs, so a device index (``cuda:1``; ``cuda:0`` on a machine with several GPUs) cannot be
-    honoured by workers on GPUs and is refused.
+    or an :class:`Archive`), which doubles as a cache. Each architecture's proxy seed depends on
+    the search seed and the architecture alone, so scores do not depend on the scorer's order,
+    batching or workers.
     """
 
-    def __init__(self, space="darts", dataset="digits", proxy="rscore", preset="reference", max_params=6.0,
-                 device="auto", seed=0, data_path=None, root=None, download=False, n_calibration=64,
-                 batch_seed=None, archive=None, expose_constraint=False, include_none=False,
-                 proxy_kwargs=None, workers=0, ray_address=None, gpus_per_worker=None, threads_per_worker=1):
-        # imported here, not at module level: evaluation builds its networks from nas_problem
-        from evaluation.datasets import load_dataset, proxy_batch
-        from evaluation.evaluators import InProcessEvaluator, RayEvaluator, ignores_device_index
-        from evaluation.registry import ProxyError, get_proxy
-        from evaluation.runtime import resolve_device
-
-        if workers and ignores_device_index(device, gpus_per_worker):
-            raise ProxyError(f"device={device} with workers: Ray gives each worker its GPU, so an index cannot "
-                             f"be honoured; use device=cuda (CUDA_VISIBLE_DEVICES chooses the GPUs)")
+    def __init__(self, scorer: Scorer, space="darts", max_params=6.0, seed=0, n_calibration=64, archive=None,
+                 expose_constraint=False, include_none=False):
+        self.scorer = scorer
+        self.proxy = scorer.proxy
+        self.device = scorer.device
+        self.num_classes = scorer.num_classes
         self.space = get_space(space, include_none=include_none) if isinstance(space, str) else space
         self.max_params = None if max_params is None else float(max_params)
         self.seed = int(seed)
-        self.device = resolve_device(device)
         self.n_calibration = int(n_calibration)
-        self.dataset = load_dataset(dataset, root=root, download=download, data_path=data_path)
-        self.num_classes = self.dataset.num_classes
-        self._check_budget()
-        knobs = dict(proxy_kwargs or {})
-        if preset is not None:
-            knobs.setdefault("preset", preset)
-        knobs.update(num_classes=self.dataset.num_classes, mean=self.dataset.mean, std=self.dataset.std)
-        self.proxy = get_proxy(proxy, **knobs, device=self.device)
-        images, labels = proxy_batch(self.dataset, self.proxy.batch_size, seed=batch_seed)
-        if workers:
-            self.evaluator = RayEvaluator(proxy, {**knobs, "device": self.device.type}, images, labels, workers=workers,
-                                          ray_address=ray_address, gpus_per_worker=gpus_per_worker,
-                                          threads_per_worker=threads_per_worker)
-        else:
-            self.evaluator = InProcessEvaluator(self.proxy, images, labels)
-        identity = {"proxy": self.proxy.name, "revision": self.proxy.revision, "config": self.proxy.config,
-                    "dataset": self.dataset.name, "batch_seed": batch_seed, "seed": self.seed,
-                    "space": self.space.name}
+        check_budget(self)
+        identity = {**scorer.identity, "seed": self.seed, "space": self.space.name}
         self.proxy_id = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
         self.archive = archive if isinstance(archive, Archive) else Archive(archive)
         self.calibration = None
@@ -85,20 +73,8 @@ class RobustNASProblem(Problem):
         super().__init__(n_var=self.space.n_var, n_obj=2, n_ieq_constr=1 if expose_constraint else 0,
                          xl=self.space.xl, xu=self.space.xu, vtype=int)
 
-    # ----- the budget -----
     def params_of(self, x) -> float:
-        return count_params(self.space.decode(x), num_classes=self.num_classes)
-
-    def _check_budget(self):
-        if self.max_params is None:
-            return
-        floor = count_params(self.space.smallest_genotype(), num_classes=self.num_classes)
-        if self.max_params < floor:
-            raise BudgetError(f"max_params={self.max_params:g} M is below the smallest architecture of the "
-                              f"{self.space.name} space ({floor:.3f} M)")
-
-    def within_budget(self, x) -> bool:
-        return self.max_params is None or self.params_of(x) <= self.max_params
+        return self.space.count_params(self.space.decode(x), num_classes=self.num_classes)
 
     # ----- scoring -----
     def architecture_seed(self, key: str) -> int:
@@ -114,22 +90,22 @@ class RobustNASProblem(Problem):
             if self.archive.get(self.proxy_id, key) is None and key not in missing:
                 missing[key] = genotype
         self.n_reused += sum(1 for key in keys if key not in missing)
-        if missing:  # when all are archived the evaluator is not called at all
+        if missing:  # when all are archived the scorer is not called at all
             self._score(list(missing.items()), role)
         return [self.archive.get(self.proxy_id, key) for key in keys]
 
     def _score(self, items: list, role: str):
-        """Score ``(key, genotype)`` items through the evaluator, archiving each record as it comes
+        """Score ``(key, genotype)`` items through the scorer, archiving each record as it comes
         back: a search killed mid-batch keeps all it scored."""
         jobs = [(genotype, self.architecture_seed(key)) for key, genotype in items]
-        for position, (components, seconds, threads, device) in self.evaluator(jobs):
+        for position, (components, seconds, threads, device) in self.scorer(jobs):
             key, genotype = items[position]
             self.archive.add([{
                 "key": key, "genotype": str(genotype), "x": self.space.encode(genotype).tolist(),
                 "proxy": self.proxy.name, "proxy_id": self.proxy_id, "components": components,
                 "valid": bool(self.proxy.is_valid(components)),
-                "params": count_params(genotype, num_classes=self.num_classes),
-                "flops": count_flops(genotype, num_classes=self.num_classes),
+                "params": self.space.count_params(genotype, num_classes=self.num_classes),
+                "flops": self.space.count_flops(genotype, num_classes=self.num_classes),
                 "seconds": seconds, "device": device or str(self.device), "threads": threads, "role": role}])
             self.n_scored += 1
 
@@ -141,7 +117,7 @@ class RobustNASProblem(Problem):
         genotypes = []
         while len(genotypes) < self.n_calibration:
             x = self.space.random_x(rng)
-            if self.within_budget(x):
+            if fits_budget(self, x):
                 genotypes.append(self.space.decode(x))
         records = self.score_genotypes(genotypes, role="calibration")
         self.calibration = self.proxy.calibrate([r["components"] for r in records])
@@ -165,8 +141,8 @@ class RobustNASProblem(Problem):
             out["G"] = (params - (self.max_params if self.max_params is not None else np.inf)).reshape(-1, 1)
 
     def close(self):
-        """Stop the evaluator's workers, if any."""
-        self.evaluator.close()
+        """Stop the scorer's workers, if any."""
+        self.scorer.close()
 
     def decode(self, x) -> Genotype:
         return self.space.decode(x)

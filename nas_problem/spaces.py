@@ -1,140 +1,105 @@
-"""Search spaces: the one place where a genotype and its integer decision vector convert."""
+"""The search-space contract and the registry of spaces.
+
+A space is the one place that knows its genotypes: how one converts to and from its integer
+decision vector (what the operators and the problem use) and which networks it becomes, with
+their Params and FLOPs (what the problem, the proxies and training use). Code that only holds a
+genotype asks ``space_of(genotype)``. A new space is one module with a genotype class
+(immutable, hashable, with a text form, ``key()`` and ``space_name``, the space's name) and a
+class satisfying :class:`SearchSpace` whose constructor takes ``include_none``, registered in
+``SPACES``.
+"""
 from __future__ import annotations
 
-import numpy as np
+import functools
+from typing import Any, Protocol, runtime_checkable
 
-from .genotype import DARTS_OPS, N_NODES, NONE_OP, Genotype
+import numpy as np
+from torch import nn
+
+from .darts import DartsSpace
 from .nb201 import NB201Space
 
-CELLS = ("normal", "reduce")
-GENES_PER_NODE = 4  # input_a, op_a, input_b, op_b
+# the proxy-network presets every space builds: `reference` without BatchNorm, `paper` with it
+PROXY_PRESETS = ("paper", "reference")
 
 
-class DartsSpace:
-    """The DARTS cell-pair space (DESIGN §3): 32 integers = 2 cells x 4 nodes x
-    (input_a, op_a, input_b, op_b)."""
+@runtime_checkable
+class SearchSpace(Protocol):
+    """What the operators, the problem, the proxies and training ask of a search space.
 
-    name = "darts"
+    The decision vector has ``n_var`` integers within ``[xl, xu]``, grouped into ``n_blocks``
+    blocks of ``genes_per_block`` genes: the units crossover cuts between and mutation and
+    repair redraw. Valid vectors are those the operators keep (``is_valid``), and equal
+    architectures share a ``canonical_key``. Networks and sizes take the number of classes and
+    keyword settings that override the space's defaults (``replicas=`` for proxy networks)."""
 
-    def __init__(self, include_none: bool = False):
-        self.include_none = include_none
-        self.ops = DARTS_OPS + ((NONE_OP,) if include_none else ())
-        self.n_var = len(CELLS) * N_NODES * GENES_PER_NODE
-        upper = []
-        for _ in CELLS:
-            for node in range(N_NODES):
-                upper += [node + 1, len(self.ops) - 1, node + 1, len(self.ops) - 1]
-        self.xl = np.zeros(self.n_var, dtype=int)
-        self.xu = np.array(upper, dtype=int)
+    name: str
+    n_var: int
+    xl: np.ndarray
+    xu: np.ndarray
+    n_blocks: int
+    genes_per_block: int
+    op_genes: tuple  # positions of a block's operation genes (the budget shrinks these first)
 
-    @property
-    def n_blocks(self) -> int:
-        """Number of node blocks (the units crossover cuts between and mutation redraws)."""
-        return len(CELLS) * N_NODES
+    # ----- the decision vector -----
+    def encode(self, genotype) -> np.ndarray: ...
 
-    def encode(self, genotype: Genotype) -> np.ndarray:
-        x = []
-        for cell in (genotype.normal, genotype.reduce):
-            for node in range(N_NODES):
-                (op_a, in_a), (op_b, in_b) = cell[2 * node], cell[2 * node + 1]
-                x += [in_a, self._op_index(op_a), in_b, self._op_index(op_b)]
-        return np.array(x, dtype=int)
+    def decode(self, x) -> Any: ...
 
-    def decode(self, x) -> Genotype:
-        x = np.asarray(x).round().astype(int)
-        if x.shape != (self.n_var,):
-            raise ValueError(f"a DARTS decision vector has {self.n_var} integers, got shape {x.shape}")
-        if np.any(x < self.xl) or np.any(x > self.xu):
-            raise ValueError(f"decision vector outside its bounds: {x.tolist()}")
-        cells = []
-        for c in range(len(CELLS)):
-            pairs = []
-            for node in range(N_NODES):
-                in_a, op_a, in_b, op_b = x[(c * N_NODES + node) * GENES_PER_NODE:][:GENES_PER_NODE]
-                pairs += [(self.ops[op_a], int(in_a)), (self.ops[op_b], int(in_b))]
-            cells.append(pairs)
-        return Genotype(normal=cells[0], reduce=cells[1])
+    def is_valid(self, x) -> bool: ...
 
-    def _op_index(self, op: str) -> int:
-        try:
-            return self.ops.index(op)
-        except ValueError:
-            raise ValueError(f"operation {op!r} is not in this space (include_none={self.include_none})")
+    def random_x(self, random_state: np.random.Generator) -> np.ndarray: ...
 
-    # ----- validity: the two inputs of a node differ -----
-    def is_valid(self, x) -> bool:
-        blocks = np.asarray(x).reshape(self.n_blocks, GENES_PER_NODE)
-        return bool(np.all(blocks[:, 0] != blocks[:, 2]))
+    def invalid_blocks(self, x) -> np.ndarray: ...
 
-    def random_block(self, block: int, random_state: np.random.Generator) -> np.ndarray:
-        """A uniformly drawn valid (input_a, op_a, input_b, op_b) block for node block ``block``."""
-        n_inputs = block % N_NODES + 2
-        in_a, in_b = random_state.choice(n_inputs, size=2, replace=False)
-        op_a, op_b = random_state.integers(0, len(self.ops), size=2)
-        return np.array([in_a, op_a, in_b, op_b], dtype=int)
+    def repair_block(self, block: int, genes: np.ndarray, random_state: np.random.Generator) -> np.ndarray: ...
 
-    def repair_block(self, block: int, genes: np.ndarray, random_state: np.random.Generator) -> np.ndarray:
-        """Make a block valid by redrawing input_b when it equals input_a."""
-        genes = genes.copy()
-        if genes[0] == genes[2]:
-            n_inputs = block % N_NODES + 2
-            choices = [i for i in range(n_inputs) if i != genes[0]]
-            genes[2] = random_state.choice(choices)
-        return genes
+    def mutate_block(self, block: int, genes: np.ndarray, random_state: np.random.Generator) -> np.ndarray: ...
 
-    def random_x(self, random_state: np.random.Generator) -> np.ndarray:
-        return np.concatenate([self.random_block(b, random_state) for b in range(self.n_blocks)])
+    def canonical_x(self, x) -> np.ndarray: ...
 
-    def invalid_blocks(self, x) -> np.ndarray:
-        """Indices of the node blocks whose two inputs coincide."""
-        blocks = np.asarray(x).reshape(self.n_blocks, GENES_PER_NODE)
-        return np.flatnonzero(blocks[:, 0] == blocks[:, 2])
+    def canonical_key(self, x) -> str: ...
 
-    def canonical_x(self, x) -> np.ndarray:
-        """Put the edge with the smaller input first in every block: the vector form of
-        ``Genotype.canonical`` (the inputs of a valid node differ, so the input alone orders)."""
-        blocks = np.asarray(x).reshape(self.n_blocks, GENES_PER_NODE).copy()
-        swap = blocks[:, 0] > blocks[:, 2]
-        blocks[swap] = blocks[swap][:, [2, 3, 0, 1]]
-        return blocks.reshape(-1)
+    def smallest_genotype(self) -> Any:
+        """A genotype with the fewest parameters (the floor of any budget)."""
 
-    def mutate_block(self, block: int, genes: np.ndarray, random_state: np.random.Generator) -> np.ndarray:
-        """The block with one gene given a new value that keeps it valid.
+    # ----- networks and sizes -----
+    def build_network(self, genotype, num_classes: int = 10, **settings) -> nn.Module:
+        """The evaluation network a user trains."""
 
-        Only genes that have another valid value are candidates: the inputs of node 0 can only
-        be the two cell inputs in some order, so there an operation always changes. A single
-        changed gene never yields the same architecture (an edge swap needs two)."""
-        genes = np.array(genes, dtype=int)
-        start = block * GENES_PER_NODE
-        options = []
-        for j in range(GENES_PER_NODE):
-            values = np.arange(self.xl[start + j], self.xu[start + j] + 1)
-            values = values[values != genes[j]]
-            if j in (0, 2):  # an input must also differ from the node's other input
-                values = values[values != genes[2 - j]]
-            if len(values):
-                options.append((j, values))
-        j, values = options[random_state.integers(len(options))]
-        genes[j] = random_state.choice(values)
-        return genes
+    def build_proxy_network(self, genotype, preset: str = "reference", num_classes: int = 10,
+                            **settings) -> nn.Module:
+        """The network a proxy scores under ``preset`` (one of ``PROXY_PRESETS``)."""
 
-    def smallest_genotype(self) -> Genotype:
-        """An architecture with the fewest parameters: parameters add up over edges and the
-        parameter-free operations (pooling; ``none`` when on) cost nothing whichever state they
-        read, so parameter-free operations everywhere is the minimum, not just a bound."""
-        op = NONE_OP if self.include_none else "max_pool_3x3"
-        pairs = [(op, i) for node in range(N_NODES) for i in (0, 1)]
-        return Genotype(normal=pairs, reduce=pairs)
+    def count_params(self, genotype, num_classes: int = 10, **settings) -> float:
+        """Parameters in millions of the evaluation network."""
 
-    def canonical_key(self, x) -> str:
-        return self.decode(x).key()
+    def count_flops(self, genotype, num_classes: int = 10, **settings) -> float:
+        """Multiply-adds in millions of one 32x32 forward pass of the evaluation network."""
+
+    def cell_modules(self, network: nn.Module) -> list:
+        """The cells of a network this space built, in forward order (feature hooks read them)."""
 
 
 SPACES = {"darts": DartsSpace, "nb201": NB201Space}
 
 
-def get_space(name: str, **kwargs):
+def get_space(name: str, **kwargs) -> SearchSpace:
     try:
         return SPACES[name](**kwargs)
     except KeyError:
         raise ValueError(f"unknown search space {name!r} (available: {', '.join(sorted(SPACES))})") from None
+
+
+def space_of(genotype) -> SearchSpace:
+    """The space ``genotype`` belongs to, with its default settings: enough to build its
+    networks and count its size."""
+    name = getattr(genotype, "space_name", None)
+    if name is None:
+        raise TypeError(f"{type(genotype).__name__} is not a genotype of a search space (it has no space_name)")
+    return _default_space(name)
+
+
+@functools.cache
+def _default_space(name: str) -> SearchSpace:
+    return get_space(name)

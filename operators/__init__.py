@@ -4,11 +4,13 @@ mutation, repair and duplicate elimination, all keeping the parameter budget (DE
 Every operator reads the search space and the budget from the problem pymoo hands its
 ``_do``, so one instance serves any problem and needs none at construction.
 """
+from nas_problem.budget import check_budget
+
 from .crossover import NodeCrossover
 from .duplicates import CanonicalDuplicateElimination
 from .mutation import NodeMutation
 from .repair import NodeRepair
-from .sampling import BudgetSampling, check_budget, fits_budget, smallest_architecture
+from .sampling import BudgetSampling
 
 
 def default_operators(problem) -> dict:
@@ -24,7 +26,7 @@ def default_operators(problem) -> dict:
     genetic algorithm whose repair you replace.
 
     The problem is checked here (search space, parameter counter, a possible budget), so a
-    bad budget fails at construction with a ``ValueError`` rather than mid-run."""
+    bad budget fails at construction with a ``nas_problem.BudgetError`` rather than mid-run."""
     missing = [name for name in ("space", "params_of", "n_var") if not hasattr(problem, name)]
     if missing:
         raise TypeError(f"{type(problem).__name__} is not an architecture problem: it lacks "
@@ -35,5 +37,4 @@ def default_operators(problem) -> dict:
 
 
 __all__ = ["BudgetSampling", "NodeCrossover", "NodeMutation", "NodeRepair",
-           "CanonicalDuplicateElimination", "default_operators", "check_budget", "fits_budget",
-           "smallest_architecture"]
+           "CanonicalDuplicateElimination", "default_operators"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from pymoo.core.crossover import Crossover
 
-from .sampling import fits_budget, genes_per_block
+from nas_problem.budget import fits_budget
 
 
 class NodeCrossover(Crossover):
@@ -30,7 +30,7 @@ class NodeCrossover(Crossover):
         X = np.rint(X).astype(int)
         _, n_matings, _ = X.shape
         n_blocks = problem.space.n_blocks
-        width = genes_per_block(problem.space)
+        width = problem.space.genes_per_block
         # more cuts than inner boundaries cannot be placed; n_blocks - 1 cuts alternate every block
         n_points = min(self.n_points, n_blocks - 1)
 

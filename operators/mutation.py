@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from pymoo.core.mutation import Mutation
 
-from .sampling import fits_budget, genes_per_block
+from nas_problem.budget import fits_budget
 
 class NodeMutation(Mutation):
     """Each node block mutates with probability ``block_prob`` (default 1 / number of blocks,
@@ -35,7 +35,7 @@ class NodeMutation(Mutation):
                 continue
             for _ in range(self.max_tries):
                 y = x.copy()
-                width = genes_per_block(space)
+                width = space.genes_per_block
                 for block in blocks:
                     block_genes = slice(block * width, (block + 1) * width)
                     y[block_genes] = space.mutate_block(block, y[block_genes], random_state)

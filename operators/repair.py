@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from pymoo.core.repair import Repair
 
-from .sampling import fits_budget, genes_per_block
+from nas_problem.budget import fits_budget
 
 
 class NodeRepair(Repair):
@@ -36,7 +36,7 @@ class NodeRepair(Repair):
 
     def _do(self, problem, X, random_state=None, **kwargs):
         space = problem.space
-        width = genes_per_block(space)
+        width = space.genes_per_block
         X = np.clip(np.rint(np.asarray(X, dtype=float)), space.xl, space.xu).astype(int)
         if random_state is None:
             random_state = np.random.default_rng((X - space.xl).ravel())  # seeds must be non-negative

@@ -1,60 +1,26 @@
-"""Initial population: uniform valid architectures inside the parameter budget (DESIGN §7).
-
-The budget helpers live here too, because every operator of this package reads the budget
-the same way: from the problem it is handed at ``_do`` time (``problem.max_params``, ``None``
-meaning no budget, and ``problem.params_of(x)`` in millions). Operators therefore need no
-problem at construction and one instance serves any problem.
-"""
+"""Initial population: uniform valid architectures inside the parameter budget (DESIGN §7)."""
 from __future__ import annotations
 
 import numpy as np
 from pymoo.core.sampling import Sampling
 
-
-def budget_of(problem) -> float | None:
-    return getattr(problem, "max_params", None)
-
-
-def fits_budget(problem, x) -> bool:
-    budget = budget_of(problem)
-    return budget is None or problem.params_of(x) <= budget
-
-
-def genes_per_block(space) -> int:
-    return space.n_var // space.n_blocks
-
-
-def smallest_architecture(problem) -> tuple:
-    """(x, params, op name) of the smallest architecture of the problem's space."""
-    genotype = problem.space.smallest_genotype()
-    x = problem.space.encode(genotype)
-    return x, float(problem.params_of(x)), genotype.normal[0][0]
-
-
-def check_budget(problem) -> None:
-    """Raise ``ValueError`` when no architecture of the space fits ``problem.max_params``."""
-    budget = budget_of(problem)
-    if budget is None:
-        return
-    _, smallest, op = smallest_architecture(problem)
-    if not budget >= smallest:  # also catches a NaN budget
-        raise ValueError(f"parameter budget max_params={budget:g} M is impossible: the smallest "
-                         f"architecture of this search space (every edge {op}) has {smallest:.3f} M parameters")
+from nas_problem.budget import check_budget, fits_budget, smallest_architecture
 
 
 def shrink_into_budget(problem, x: np.ndarray, random_state: np.random.Generator) -> np.ndarray:
     """Walk ``x`` towards the smallest architecture until it fits the budget: first its
     operations, in random order, become the cheapest operation; then whole node blocks, in
     random order, become the smallest architecture's blocks. Ends inside any possible budget."""
-    smallest, _, _ = smallest_architecture(problem)
-    width = genes_per_block(problem.space)
+    space = problem.space
+    smallest, _ = smallest_architecture(problem)
+    width = space.genes_per_block
     x = x.copy()
-    op_positions = [b * width + j for b in range(problem.space.n_blocks) for j in (1, 3)]
+    op_positions = [b * width + j for b in range(space.n_blocks) for j in space.op_genes]
     for position in random_state.permutation(op_positions):
         if fits_budget(problem, x):
             return x
         x[position] = smallest[position]
-    for block in random_state.permutation(problem.space.n_blocks):
+    for block in random_state.permutation(space.n_blocks):
         if fits_budget(problem, x):
             return x
         x[block * width:(block + 1) * width] = smallest[block * width:(block + 1) * width]
@@ -69,7 +35,7 @@ class BudgetSampling(Sampling):
     uniform draws keep missing it gets the rest of its individuals by shrinking a uniform draw
     into the budget (``shrink_into_budget``); this biases them towards cheap operations, which
     is the only way to fill such a population in bounded time. A budget below the smallest
-    architecture raises ``ValueError``."""
+    architecture raises ``nas_problem.BudgetError``."""
 
     def __init__(self, max_tries: int = 200):
         super().__init__()

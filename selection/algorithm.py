@@ -6,8 +6,8 @@ from pymoo.algorithms.base.genetic import GeneticAlgorithm
 from pymoo.operators.selection.tournament import TournamentSelection, compare
 from pymoo.util.display.multi import MultiObjectiveOutput
 
-from operators import (BudgetSampling, CanonicalDuplicateElimination, NodeCrossover, NodeMutation,
-                       NodeRepair, check_budget)
+from nas_problem.budget import check_budget
+from operators import BudgetSampling, CanonicalDuplicateElimination, NodeCrossover, NodeMutation, NodeRepair
 
 from .mos import MOSSurvival
 

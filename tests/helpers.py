@@ -3,19 +3,20 @@ genotype that trains quickly, and reading the one error line a command prints.""
 import numpy as np
 from pymoo.core.problem import Problem
 
-from nas_problem import DartsSpace, RobustNASProblem, count_params
+from nas_problem import DartsSpace
+from trnas import make_problem
 
 
 class CheapArchitectureProblem(Problem):
     """The RobustNASProblem contract without a proxy: F = [a cheap score of x, Params]."""
 
-    def __init__(self, max_params=6.0):
-        self.space = DartsSpace()
+    def __init__(self, max_params=6.0, space=None):
+        self.space = space or DartsSpace()
         self.max_params = max_params
         super().__init__(n_var=self.space.n_var, n_obj=2, xl=self.space.xl, xu=self.space.xu, vtype=int)
 
     def params_of(self, x):
-        return count_params(self.space.decode(x))
+        return self.space.count_params(self.space.decode(x))
 
     def _evaluate(self, X, out, *args, **kwargs):
         score = [1.0 / (1.0 + np.sum(x[1::2] == 3) + 0.1 * np.sum(x[0::2])) for x in X]
@@ -25,8 +26,8 @@ class CheapArchitectureProblem(Problem):
 def score_in_process_and_on_workers(genotypes, options: dict, archive, **workers) -> tuple:
     """(in-process records, Ray-worker records) of ``genotypes`` under the same problem
     ``options``; the workers' problem writes ``archive`` and is closed afterwards."""
-    local = RobustNASProblem(**options)
-    distributed = RobustNASProblem(**options, **workers, archive=archive)
+    local = make_problem(**options)
+    distributed = make_problem(**options, **workers, archive=archive)
     try:
         return local.score_genotypes(genotypes), distributed.score_genotypes(genotypes)
     finally:

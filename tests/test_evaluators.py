@@ -3,9 +3,11 @@ import json
 import numpy as np
 import pytest
 
+from evaluation import make_scorer
 from evaluation.registry import ProxyError
 from helpers import score_in_process_and_on_workers
-from nas_problem import Genotype, RobustNASProblem
+from nas_problem import Genotype
+from trnas import make_problem
 
 
 # a cheap R-Score (4 Ψ initialisations) that every worker test scores with
@@ -30,7 +32,7 @@ def test_two_ray_workers_score_exactly_as_in_process(genotypes, tmp_path):
     assert {r["threads"] for r in got} == {1} == {r["threads"] for r in expected}
     assert {r["device"] for r in got} == {"cpu"} == {r["device"] for r in expected}
     # the archive keeps working with workers: everything is on disk and a rerun rescores nothing
-    reread = RobustNASProblem(**RSCORE_ON_THE_CPU, archive=tmp_path / "archive.jsonl")
+    reread = make_problem(**RSCORE_ON_THE_CPU, archive=tmp_path / "archive.jsonl")
     reread.score_genotypes(genotypes)
     assert reread.n_scored == 0 and len(reread.archive) == len(genotypes)
 
@@ -61,7 +63,7 @@ def test_asking_for_more_gpu_than_the_cluster_has_fails_at_once_and_leaves_no_cl
     ray = pytest.importorskip("ray")
     with pytest.raises(ProxyError, match=r"2 workers x gpus_per_worker=0.5 do not fit the Ray cluster's 0 GPUs"):
         # this machine has no GPU: without the check the two actors would wait forever
-        RobustNASProblem(dataset="digits", device="cpu", n_calibration=0, workers=2, gpus_per_worker=0.5)
+        make_scorer(dataset="digits", device="cpu", workers=2, gpus_per_worker=0.5)
     assert not ray.is_initialized()
 
 
@@ -114,7 +116,7 @@ def test_a_share_the_cluster_cannot_hold_is_refused(share, gpus, workers, messag
 def test_a_device_index_with_workers_is_refused_before_anything_starts():
     ray = pytest.importorskip("ray")
     with pytest.raises(ProxyError, match="Ray gives each worker its GPU"):
-        RobustNASProblem(dataset="digits", device="cuda:1", n_calibration=0, workers=2)
+        make_scorer(dataset="digits", device="cuda:1", workers=2)
     assert not ray.is_initialized()
 
 
@@ -146,13 +148,13 @@ def test_workers_on_a_cluster_already_running_leave_it_running(genotypes, tmp_pa
 def test_a_worker_that_dies_is_one_clear_error_and_what_was_scored_stays_archived(genotypes, tmp_path):
     ray = pytest.importorskip("ray")
     from evaluation.evaluators import WorkerError
-    problem = RobustNASProblem(**RSCORE_ON_THE_CPU, workers=2, archive=tmp_path / "archive.jsonl")
+    problem = make_problem(**RSCORE_ON_THE_CPU, workers=2, archive=tmp_path / "archive.jsonl")
     add = problem.archive.add
 
     def add_then_kill_a_worker(records):
         add(records)
         if len(problem.archive) == 1:  # both workers still hold jobs: one dies mid-architecture
-            ray.kill(problem.evaluator.actors[0])
+            ray.kill(problem.scorer.evaluator.actors[0])
 
     problem.archive.add = add_then_kill_a_worker
     try:
@@ -164,10 +166,10 @@ def test_a_worker_that_dies_is_one_clear_error_and_what_was_scored_stays_archive
     finally:
         problem.close()
     # what came back before the worker died is on disk and equals the in-process score
-    archived = RobustNASProblem(**RSCORE_ON_THE_CPU, archive=tmp_path / "archive.jsonl").archive.records
+    archived = make_problem(**RSCORE_ON_THE_CPU, archive=tmp_path / "archive.jsonl").archive.records
     assert 1 <= len(archived) < len(genotypes)
     by_key = {g.key(): g for g in genotypes}
-    local = RobustNASProblem(**RSCORE_ON_THE_CPU).score_genotypes([by_key[r["key"]] for r in archived])
+    local = make_problem(**RSCORE_ON_THE_CPU).score_genotypes([by_key[r["key"]] for r in archived])
     assert [r["components"] for r in archived] == [r["components"] for r in local]
 
 
@@ -179,7 +181,7 @@ def test_results_that_come_back_out_of_order_are_archived_under_their_own_archit
                                        "reduce": [["sep_conv_5x5", 0], ["sep_conv_5x5", 1]] * 4}))
     light = [Genotype.parse(json.dumps({"normal": [[op, 0], [op, 1]] * 4, "reduce": [[op, 0], [op, 1]] * 4}))
              for op in ("max_pool_3x3", "avg_pool_3x3", "skip_connect")]
-    problem = RobustNASProblem(**RSCORE_ON_THE_CPU, workers=2, archive=tmp_path / "archive.jsonl")
+    problem = make_problem(**RSCORE_ON_THE_CPU, workers=2, archive=tmp_path / "archive.jsonl")
     try:
         problem.score_genotypes(genotypes[:2])  # both workers up and warm
         got = problem.score_genotypes([heavy, *light])
@@ -187,7 +189,7 @@ def test_results_that_come_back_out_of_order_are_archived_under_their_own_archit
         problem.close()
     finished = [json.loads(line)["key"] for line in (tmp_path / "archive.jsonl").read_text().splitlines()][2:]
     assert finished != [g.key() for g in [heavy, *light]], "the results came back in job order"
-    expected = RobustNASProblem(**RSCORE_ON_THE_CPU).score_genotypes([heavy, *light])
+    expected = make_problem(**RSCORE_ON_THE_CPU).score_genotypes([heavy, *light])
     assert [r["key"] for r in got] == [r["key"] for r in expected]
     assert [r["components"] for r in got] == [r["components"] for r in expected]
 
@@ -195,13 +197,13 @@ def test_results_that_come_back_out_of_order_are_archived_under_their_own_archit
 def test_a_search_with_two_threads_scores_two_architectures_at_once_exactly_as_one_thread_does(genotypes):
     import torch
     torch.set_num_threads(2)  # conftest's fixture restores one thread afterwards
-    problem = RobustNASProblem(**RSCORE_ON_THE_CPU)
-    assert problem.evaluator.describe() == "in-process, 2 architectures at once, 1 torch thread each"
+    problem = make_problem(**RSCORE_ON_THE_CPU)
+    assert problem.scorer.describe() == "in-process, 2 architectures at once, 1 torch thread each"
     got = problem.score_genotypes(genotypes)
     assert torch.get_num_threads() == 2, "the caller's thread count changed"
     torch.set_num_threads(1)
-    problem = RobustNASProblem(**RSCORE_ON_THE_CPU)
-    assert problem.evaluator.describe() == "in-process, 1 torch thread"
+    problem = make_problem(**RSCORE_ON_THE_CPU)
+    assert problem.scorer.describe() == "in-process, 1 torch thread"
     expected = problem.score_genotypes(genotypes)
     assert [r["key"] for r in got] == [r["key"] for r in expected]
     # each architecture ran on one torch thread, so the thread count of the search moves nothing

@@ -132,13 +132,12 @@ def test_replicated_network_is_its_copies_side_by_side(space_name, preset):
     """Copy r of a `replicas=R` network, given the R parameter sets stacked copy-major, computes
     exactly what the ordinary network computes with parameter set r (float64: no rounding
     noise between grouped and plain convolutions)."""
-    from nas_problem import build_proxy_network
-    from nas_problem.nb201 import NB201Space
-    space = SPACE if space_name == "darts" else NB201Space()
+    from nas_problem import get_space
+    space = get_space(space_name)
     genotype = random_genotypes(1, seed=4, space=space)[0]
     replicas = 3
-    single = build_proxy_network(genotype, preset).double().train()
-    copies = build_proxy_network(genotype, preset, replicas=replicas).double().train()
+    single = space.build_proxy_network(genotype, preset).double().train()
+    copies = space.build_proxy_network(genotype, preset, replicas=replicas).double().train()
     generator = torch.Generator().manual_seed(0)
     stacked = {name: torch.randn(replicas, *p.shape, generator=generator, dtype=torch.float64)
                for name, p in single.named_parameters()}

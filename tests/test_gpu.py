@@ -79,12 +79,12 @@ def test_ray_actors_share_the_gpu_and_score_as_in_process(tmp_path, share):
 
 def test_workers_kept_on_the_cpu_say_so(tmp_path):
     pytest.importorskip("ray")
-    from nas_problem import RobustNASProblem
-    problem = RobustNASProblem(dataset="digits", device=DEVICE, seed=3, n_calibration=0, workers=2,
-                               gpus_per_worker=0, archive=tmp_path / "archive.jsonl")
+    from trnas import make_problem
+    problem = make_problem(dataset="digits", device=DEVICE, seed=3, n_calibration=0, workers=2, gpus_per_worker=0,
+                           archive=tmp_path / "archive.jsonl")
     try:
         records = problem.score_genotypes(random_genotypes(2, seed=5))
-        described = problem.evaluator.describe()
+        described = problem.scorer.describe()
     finally:
         problem.close()
     # the search runs on cuda, its workers on the CPU: the archive names where each score came from

@@ -1,9 +1,10 @@
-"""The NAS-Bench-201 space: string form, encoding, the space's search interface, the network."""
+"""The NAS-Bench-201 space: string form, encoding, the space's search interface, the network; and
+the search-space contract every registered space meets."""
 import numpy as np
 import pytest
 import torch
 
-from nas_problem import GenotypeError, count_params, get_space
+from nas_problem import SPACES, GenotypeError, SearchSpace, get_space, space_of
 from nas_problem.nb201 import (NB201_EDGES, NB201_OPS, NB201Cell, NB201Genotype, NB201Space, ResidualReduction,
                                build_nb201_network, nb201_flops, nb201_params)
 
@@ -67,5 +68,26 @@ def test_smallest_genotype_is_smallest():
     space = NB201Space()
     smallest = space.smallest_genotype()
     rng = np.random.default_rng(1)
-    assert all(count_params(space.decode(space.random_x(rng))) >= count_params(smallest)
+    assert all(space.count_params(space.decode(space.random_x(rng))) >= space.count_params(smallest)
                for _ in range(5))
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_every_registered_space_meets_the_contract_and_owns_its_genotypes(name):
+    space = get_space(name)
+    assert isinstance(space, SearchSpace)
+    assert space.n_var == space.n_blocks * space.genes_per_block
+    assert all(0 <= gene < space.genes_per_block for gene in space.op_genes)
+    genotype = space.decode(space.random_x(np.random.default_rng(2)))
+    assert space_of(genotype).name == name and space_of(genotype) is space_of(genotype)
+    network = space.build_network(genotype)
+    assert space.count_params(genotype) == pytest.approx(sum(p.numel() for p in network.parameters()) / 1e6)
+    assert space.count_flops(genotype) > 0
+    proxy_net = space.build_proxy_network(genotype, "reference")
+    assert proxy_net(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert 0 < len(space.cell_modules(proxy_net)) <= len(list(proxy_net.modules()))
+
+
+def test_space_of_refuses_what_is_not_a_genotype():
+    with pytest.raises(TypeError, match="not a genotype"):
+        space_of("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")

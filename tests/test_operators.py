@@ -10,10 +10,10 @@ from pymoo.optimize import minimize
 from pymoo.util.ref_dirs import get_reference_directions
 
 from helpers import CheapArchitectureProblem
-from nas_problem import DartsSpace
+from nas_problem import BudgetError, DartsSpace, get_space
+from nas_problem.budget import smallest_architecture
 from operators import (BudgetSampling, CanonicalDuplicateElimination, NodeCrossover, NodeMutation,
-                       NodeRepair, default_operators,
-                       smallest_architecture)
+                       NodeRepair, default_operators)
 
 SEEDS = range(30)
 WIDTH = 4  # genes per node block
@@ -78,18 +78,19 @@ def test_sampling_is_reproducible_from_the_random_state():
 
 def test_sampling_rejects_an_impossible_budget_precisely():
     problem = CheapArchitectureProblem(max_params=0.1)
-    _, smallest, _ = smallest_architecture(problem)
+    _, smallest = smallest_architecture(problem)
     assert 1.0 < smallest < 2.0
-    with pytest.raises(ValueError, match=r"max_params=0.1 M is impossible.*smallest architecture.*"
-                                         + f"{smallest:.3f} M"):
+    with pytest.raises(BudgetError, match=r"max_params=0.1 M is below the smallest architecture of the darts space "
+                                          + rf"\({smallest:.3f} M\)"):
         sample(problem, 5, 0)
-    with pytest.raises(ValueError, match="impossible"):
+    with pytest.raises(BudgetError, match="below the smallest architecture"):
         default_operators(problem)
 
 
-def test_sampling_fills_a_barely_possible_budget():
-    problem = CheapArchitectureProblem()
-    _, smallest, _ = smallest_architecture(problem)
+@pytest.mark.parametrize("space", ["darts", "nb201"])
+def test_sampling_fills_a_barely_possible_budget(space):
+    problem = CheapArchitectureProblem(space=get_space(space))
+    _, smallest = smallest_architecture(problem)
     problem.max_params = smallest + 0.05  # uniform draws essentially never fit this
     X = BudgetSampling(max_tries=5).do(problem, 6, random_state=np.random.default_rng(0)).get("X")
     assert_valid_in_budget(problem, X)

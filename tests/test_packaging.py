@@ -1,5 +1,6 @@
 """A plain (non-editable) install runs from any folder: the wheel holds every sub-package and
 the shipped configs, and its `trnas` command finds a config by name."""
+import shutil
 import subprocess
 import sys
 import venv
@@ -20,8 +21,12 @@ def run(command, cwd, timeout=600):
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # a copy without earlier build output: setuptools packs whatever stale files build/ still holds
+    source = out / "source"
+    shutil.copytree(ROOT, source, symlinks=True,
+                    ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "runs", "__pycache__", ".pytest_cache"))
     # no build isolation: setuptools is already here, and the test must not need the network
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
         cwd=out)
     (built,) = out.glob("trnas-*.whl")
     return built

@@ -13,6 +13,7 @@ from evaluation.registry import Proxy, proxy
 from nas_problem import BudgetError, Genotype, RobustNASProblem
 from operators import default_operators
 from selection import TRNASAlgorithm
+from trnas import make_problem
 
 
 class CountingProxy(Proxy):
@@ -56,7 +57,7 @@ def counting_for_tests(preset=None, device=None, num_classes=10, mean=None, std=
 def make(**kwargs):
     options = dict(proxy="counting_for_tests", preset=None, n_calibration=8, seed=0)
     options.update(kwargs)
-    return RobustNASProblem(**options)
+    return make_problem(**options)
 
 
 def random_X(problem, n, seed):
@@ -132,7 +133,7 @@ def test_architectures_all_archived_do_not_call_the_evaluator(tmp_path):
     def no_call(jobs):  # a Ray evaluator that lost a worker raises on every call, even an empty one
         raise AssertionError(f"the evaluator was called with {len(jobs)} jobs")
 
-    problem.evaluator = no_call
+    problem.scorer.evaluator = no_call
     assert problem.score_genotypes(genotypes) == scored and problem.n_reused == 4
 
 
@@ -176,6 +177,39 @@ def test_a_non_finite_score_is_flagged_and_ranked_worst():
 def test_an_impossible_budget_is_refused():
     with pytest.raises(BudgetError, match="below the smallest architecture"):
         make(max_params=0.01)
+    with pytest.raises(BudgetError, match=r"below the smallest architecture of the nb201 space"):
+        make(space="nb201", max_params=0.01)
+
+
+def test_the_operators_check_the_budget_of_any_space():
+    problem = make(space="nb201", max_params=0.5)
+    assert set(default_operators(problem)) == {"sampling", "crossover", "mutation", "repair"}
+    problem.max_params = 0.01
+    with pytest.raises(BudgetError, match="below the smallest architecture of the nb201 space"):
+        default_operators(problem)
+
+
+def test_the_problem_takes_any_scorer_and_needs_nothing_else_from_evaluation():
+    class ListScorer:
+        """The Scorer contract in a few lines: CountingProxy's formula, in this thread."""
+        proxy, device, num_classes, identity = CountingProxy(), "cpu", 10, {"proxy": "list"}
+
+        def __init__(self):
+            self.jobs = []
+
+        def __call__(self, jobs):
+            self.jobs += jobs
+            for position, (genotype, seed) in enumerate(jobs):
+                yield position, (self.proxy.measure(genotype, None, None, seed), 0.0, 1, None)
+
+        def close(self):
+            pass
+
+    scorer = ListScorer()
+    problem = RobustNASProblem(scorer, "darts", max_params=4.0, n_calibration=3)
+    F = problem.evaluate(random_X(problem, 4, 7), return_values_of=["F"])
+    assert np.all(np.isfinite(F)) and len(scorer.jobs) == 3 + 4
+    assert problem.archive.records[0]["device"] == "cpu"
 
 
 def test_the_constraint_can_be_exposed():
@@ -204,9 +238,8 @@ def test_design_snippet_with_rscore_is_reproducible(name):
     on the CPU."""
     fronts = []
     for _ in range(2):
-        problem = RobustNASProblem(space="darts", dataset="digits", proxy="rscore", preset="reference",
-                                   max_params=6.0, device="cpu", seed=0, n_calibration=4,
-                                   proxy_kwargs={"psi_inits": 4})
+        problem = make_problem(space="darts", dataset="digits", proxy="rscore", preset="reference", max_params=6.0,
+                               device="cpu", seed=0, n_calibration=4, proxy_kwargs={"psi_inits": 4})
         algorithm = {"trnas": lambda: TRNASAlgorithm(pop_size=4, n_clusters=2),
                      "nsga2": lambda: NSGA2(pop_size=4, **default_operators(problem)),
                      "moead": lambda: MOEAD(get_reference_directions("uniform", 2, n_points=4), n_neighbors=2,
@@ -219,9 +252,8 @@ def test_design_snippet_with_rscore_is_reproducible(name):
 
 
 def test_a_search_runs_on_the_nas_bench_201_space_with_rscore():
-    problem = RobustNASProblem(space="nb201", dataset="digits", proxy="rscore", preset="reference",
-                               max_params=None, device="cpu", seed=0, n_calibration=3,
-                               proxy_kwargs={"psi_inits": 2})
+    problem = make_problem(space="nb201", dataset="digits", proxy="rscore", preset="reference", max_params=None,
+                           device="cpu", seed=0, n_calibration=3, proxy_kwargs={"psi_inits": 2})
     result = minimize(problem, TRNASAlgorithm(pop_size=4, n_clusters=1), ("n_gen", 2), seed=0)
     assert result.X.shape[1] == 6
     assert str(problem.decode(result.X[0])).startswith("|")
@@ -230,11 +262,11 @@ def test_a_search_runs_on_the_nas_bench_201_space_with_rscore():
 
 def test_a_search_runs_with_a_zoo_proxy_on_the_batch_it_asks_for():
     # zoo proxies take the batch they are given unless n_images is set (their config then holds None)
-    problem = RobustNASProblem(dataset="digits", proxy="snip", device="cpu", seed=0, n_calibration=0)
-    assert problem.evaluator.images.shape[0] == 16
-    sized = RobustNASProblem(dataset="digits", proxy="snip", device="cpu", seed=0, n_calibration=0,
-                             proxy_kwargs={"n_images": 8})
-    assert sized.evaluator.images.shape[0] == 8
+    problem = make_problem(dataset="digits", proxy="snip", device="cpu", seed=0, n_calibration=0)
+    assert problem.scorer.evaluator.images.shape[0] == 16
+    sized = make_problem(dataset="digits", proxy="snip", device="cpu", seed=0, n_calibration=0,
+                         proxy_kwargs={"n_images": 8})
+    assert sized.scorer.evaluator.images.shape[0] == 8
     result = minimize(problem, TRNASAlgorithm(pop_size=4, n_clusters=1), ("n_gen", 2), seed=0)
     assert np.all(np.isfinite(result.F)) and np.all(result.F > 0)
     assert all(record["valid"] and record["proxy"] == "snip" for record in problem.archive.records_of(problem.proxy_id))

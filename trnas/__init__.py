@@ -10,6 +10,8 @@ from nas_problem import Genotype, RobustNASProblem
 from operators import default_operators
 from selection import MOSSurvival, TRNASAlgorithm
 
+from .search import make_problem
+
 __version__ = "0.1.0"
-__all__ = ["Genotype", "RobustNASProblem", "default_operators", "MOSSurvival", "TRNASAlgorithm",
+__all__ = ["Genotype", "RobustNASProblem", "make_problem", "default_operators", "MOSSurvival", "TRNASAlgorithm",
            "available_proxies", "get_proxy", "proxy"]

@@ -16,7 +16,7 @@ def user_errors() -> tuple:
     from evaluation.datasets import DatasetError
     from evaluation.registry import ProxyError
     from nas_problem.genotype import GenotypeError
-    from nas_problem.problem import BudgetError
+    from nas_problem.budget import BudgetError
     return UsageError, GenotypeError, BudgetError, DatasetError, ProxyError, FileNotFoundError
 
 

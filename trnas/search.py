@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 from pymoo.core.callback import Callback
 
+from evaluation import make_scorer
 from evaluation.evaluators import WorkerError, requested_gpu_share
-from nas_problem import RobustNASProblem
+from nas_problem import RobustNASProblem, get_space
 from nas_problem.files import format_seconds, write_json, write_yaml
 
 from .config import UsageError
@@ -32,15 +33,40 @@ def run_folder(config: dict) -> Path:
     return Path("runs") / str(config["space"]) / str(config["dataset"]) / str(config["algorithm"]) / f"seed{config['seed']}"
 
 
-def make_problem(config: dict, archive=None) -> RobustNASProblem:
-    return RobustNASProblem(
-        space=config["space"], dataset=config["dataset"], data_path=config["data_path"], root=config["root"],
-        download=config["download"], proxy=config["proxy"], preset=config["preset"],
-        proxy_kwargs=config["proxy_kwargs"], max_params=config["max_params"], device=config["device"],
-        seed=config["seed"], n_calibration=config["n_calibration"], batch_seed=config["batch_seed"],
-        include_none=config["include_none"], expose_constraint=config["expose_constraint"], archive=archive,
-        workers=config["workers"], ray_address=config["ray_address"], gpus_per_worker=config["gpus_per_worker"],
-        threads_per_worker=config["threads"] or 1)
+# the search config's keys that describe the problem (the others describe the algorithm and the run)
+PROBLEM_KEYS = ("space", "dataset", "data_path", "root", "download", "proxy", "preset", "proxy_kwargs", "max_params",
+                "device", "seed", "n_calibration", "batch_seed", "include_none", "expose_constraint", "workers",
+                "ray_address", "gpus_per_worker", "threads")
+
+
+def make_problem(archive=None, **settings) -> RobustNASProblem:
+    """A RobustNASProblem in one call, e.g. ``make_problem(space="darts", dataset="digits",
+    proxy="rscore", preset="reference", max_params=6.0, device="auto", seed=0)``: any of
+    ``PROBLEM_KEYS``, named and defaulting as in a search config (``SEARCH_DEFAULTS``), and the
+    ``archive`` (a path or an ``Archive``). ``threads`` sets torch's threads in this process and
+    of each Ray worker (default: torch's own here, one per worker). Close the problem when done
+    (it stops Ray workers)."""
+    import torch
+
+    unknown = sorted(set(settings) - set(PROBLEM_KEYS))
+    if unknown:
+        raise TypeError(f"make_problem() got unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                        f"(known: {', '.join(PROBLEM_KEYS)})")
+    c = {key: settings.get(key, SEARCH_DEFAULTS[key]) for key in PROBLEM_KEYS}
+    if c["threads"]:
+        torch.set_num_threads(c["threads"])
+    space = get_space(c["space"], include_none=c["include_none"])
+    scorer = make_scorer(dataset=c["dataset"], proxy=c["proxy"], preset=c["preset"], proxy_kwargs=c["proxy_kwargs"],
+                         device=c["device"], batch_seed=c["batch_seed"], data_path=c["data_path"], root=c["root"],
+                         download=c["download"], workers=c["workers"], ray_address=c["ray_address"],
+                         gpus_per_worker=c["gpus_per_worker"], threads_per_worker=c["threads"] or 1)
+    try:
+        return RobustNASProblem(scorer, space, max_params=c["max_params"], seed=c["seed"],
+                                n_calibration=c["n_calibration"], archive=archive,
+                                expose_constraint=c["expose_constraint"])
+    except BaseException:
+        scorer.close()  # an impossible budget must not leave Ray workers behind
+        raise
 
 
 def make_algorithm(name: str, problem, pop_size: int, n_clusters: int = 20, importance=(0.5, 0.5),
@@ -98,16 +124,13 @@ def check_config(config: dict):
 
 def run_search(config: dict, resume: bool = False, report=print) -> Path:
     """Run the search a config describes and write its run folder; returns the folder."""
-    import torch
-
     check_config(config)
-    if config["threads"]:
-        torch.set_num_threads(config["threads"])
     folder = run_folder(config)
     archive_path = folder / "archive.jsonl"
     if resume and not archive_path.exists():
         raise UsageError(f"nothing to resume: {archive_path} does not exist")
-    problem = make_problem(config, archive=archive_path)  # bad input fails here, before anything is written
+    # bad input fails here, before anything is written
+    problem = make_problem(archive=archive_path, **{key: config[key] for key in PROBLEM_KEYS})
     try:
         return _search(problem, config, folder, report)
     finally:
@@ -141,7 +164,7 @@ def _search_and_write_results(problem, algorithm, config, folder, say) -> Path:
 
     say(f"trnas search: {config['algorithm']} on {config['space']}/{config['dataset']}, proxy "
         f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
-        f"({problem.evaluator.describe()}), seed {config['seed']} -> {folder}")
+        f"({problem.scorer.describe()}), seed {config['seed']} -> {folder}")
     if len(problem.archive):
         usable = len(problem.archive.records_of(problem.proxy_id))
         if usable == len(problem.archive):

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from nas_problem.networks import PROXY_NETWORKS
+from nas_problem import PROXY_PRESETS
 
 from ..registry import ProxyError
 from .similarity import SIMILARITIES
@@ -35,8 +35,8 @@ def preset_knobs(preset: str, **given) -> dict:
     knobs = {k: PRESETS[preset][k] if v is None else v for k, v in given.items()}
     require(knobs["similarity"] in SIMILARITIES,
             f"unknown similarity {knobs['similarity']!r} (available: {', '.join(SIMILARITIES)})")
-    require(knobs["network"] in PROXY_NETWORKS,
-            f"unknown proxy network {knobs['network']!r} (available: {', '.join(PROXY_NETWORKS)})")
+    require(knobs["network"] in PROXY_PRESETS,
+            f"unknown proxy network {knobs['network']!r} (available: {', '.join(PROXY_PRESETS)})")
     for key in ("n_images", "psi_inits"):
         value = knobs[key]
         require(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1,

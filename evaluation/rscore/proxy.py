@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas_problem import Genotype, build_proxy_network
+from nas_problem import Genotype, space_of
 
 from ..datasets import CIFAR10_MEAN, CIFAR10_STD, Normalize
 from ..registry import Proxy, ProxyError, proxy
@@ -72,7 +72,8 @@ class RScore(Proxy):
             genotype = Genotype.parse(genotype)
         images, labels = self._batch(images, labels)
         psi_seed, phi_seed = (int(s) for s in np.random.SeedSequence(int(seed)).generate_state(2))
-        network = build_proxy_network(genotype, preset=self.network, num_classes=self.num_classes).to(self.device)
+        space = space_of(genotype)
+        network = space.build_proxy_network(genotype, preset=self.network, num_classes=self.num_classes).to(self.device)
         normalize = Normalize(self.mean, self.std).to(self.device)
         with torch.no_grad():
             normalised = normalize(images)
@@ -86,8 +87,8 @@ class RScore(Proxy):
             normalised = normalised.contiguous(memory_format=torch.channels_last)
 
         def replicate(copies):
-            replicated = build_proxy_network(genotype, preset=self.network, num_classes=self.num_classes,
-                                             replicas=copies).to(self.device)
+            replicated = space.build_proxy_network(genotype, preset=self.network, num_classes=self.num_classes,
+                                                   replicas=copies).to(self.device)
             return use_shift_pools(replicated) if self.device.type == "cpu" else replicated
 
         with exact_numerics():

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from nas_problem import space_of
+
 from ..datasets import NormalizedNet
 from ..registry import Proxy, ProxyError
 from ..rscore.phi import fgsm_attack
@@ -15,14 +17,8 @@ from ..runtime import exact_numerics, resolve_device
 PRESETS = ("reference", "paper")
 
 
-def is_nb201(genotype) -> bool:
-    from nas_problem.nb201 import NB201Genotype
-    return isinstance(genotype, NB201Genotype)
-
-
 def build_body(genotype, preset: str, num_classes: int) -> nn.Module:
-    from nas_problem import build_proxy_network
-    return build_proxy_network(genotype, preset, num_classes=num_classes)
+    return space_of(genotype).build_proxy_network(genotype, preset, num_classes=num_classes)
 
 
 def weight_layers(model: nn.Module) -> list:

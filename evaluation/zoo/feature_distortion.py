@@ -15,15 +15,10 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from nas_problem import space_of
+
 from ..registry import proxy
-from ._common import ZooProxy, fgsm, forward_recording, is_nb201
-
-
-def cell_modules(body, nb201: bool):
-    if nb201:
-        from nas_problem.nb201 import NB201Cell
-        return [c for c in body.cells if isinstance(c, NB201Cell)]
-    return list(body.cells)
+from ._common import ZooProxy, fgsm, forward_recording
 
 
 def cell_outputs(model, cells, x) -> list:
@@ -50,7 +45,7 @@ class FeatureDistortion(ZooProxy):
         net = self.network(genotype, seed)
         if self.degenerate(net, x):
             return {"score": float("nan"), "degenerate": 1.0}
-        cells = cell_modules(net.body, is_nb201(genotype))
+        cells = space_of(genotype).cell_modules(net.body)
         x_adv = fgsm(net, x, y, float(self.params["epsilon"]))
         value = vulnerability(cell_outputs(net, cells, x), cell_outputs(net, cells, x_adv))
         return {"score": -value, "vulnerability": value}

@@ -1,18 +1,20 @@
 """``params`` and ``flops``: the size of the evaluation network a user trains (millions of
-parameters / multiply-adds of one 32x32 forward), from ``nas_problem.count_params`` /
-``count_flops`` (DARTS: C = 36, 20 cells) or the NB201 network (C = 16, N = 5). No network is
-run, no data used; the preset and batch knobs are accepted and ignored. Larger counted
-better: the baseline that bigger networks are more accurate and more robust.
+parameters / multiply-adds of one 32x32 forward), as the genotype's space counts them
+(DARTS: C = 36, 20 cells; NB201: C = 16, N = 5). No network is run, no data used; the preset
+and batch knobs are accepted and ignored. Larger counted better: the baseline that bigger
+networks are more accurate and more robust.
 """
 from __future__ import annotations
+
+from nas_problem import space_of
 
 from ..registry import proxy
 from ._common import ZooProxy
 
 
 def size_of(genotype, num_classes: int, what: str) -> float:
-    from nas_problem import count_flops, count_params
-    return (count_params if what == "params" else count_flops)(genotype, num_classes=num_classes)
+    space = space_of(genotype)
+    return (space.count_params if what == "params" else space.count_flops)(genotype, num_classes=num_classes)
 
 
 class Size(ZooProxy):
