@@ -17,7 +17,8 @@ import torch
 from nas_problem.files import write_atomic
 
 from .registry import resolve_device
-from .training import CheckpointError, TrainingError, as_int, as_number, load_model, model_cost
+from .settings import as_int, as_names, as_number
+from .training import CheckpointError, TrainingError, load_model, model_cost
 
 ATTACK_NAMES = ("fgsm", "pgd20", "pgd100", "cw", "autoattack")
 LABELS = {"clean": "Clean", "fgsm": "FGSM", "pgd20": "PGD-20", "pgd100": "PGD-100", "cw": "CW",
@@ -180,12 +181,9 @@ def _check(config: dict) -> dict:
     if unknown:
         raise AttackError(f"unknown attack setting(s): {', '.join(sorted(unknown))}")
     c = dict(config)
-    checkpoints = c["checkpoints"]
-    if isinstance(checkpoints, (str, Path)):
-        checkpoints = [checkpoints]
-    if not checkpoints:
-        raise AttackError("no checkpoints given (use --checkpoints A [B ...] or checkpoints=[...])")
-    c["checkpoints"] = [str(p) for p in checkpoints]
+    if not c["checkpoints"]:
+        raise AttackError("no checkpoints given (checkpoints=A,B or checkpoints=[A, B])")
+    c["checkpoints"] = as_names(c["checkpoints"], "checkpoints")
     c["attacks"] = parse_attacks(c["attacks"])
     c["transfer_attack"] = parse_attacks([c["transfer_attack"]])[0]
     for key in ("eps", "alpha", "cw_c", "cw_lr"):

@@ -1,20 +1,18 @@
-"""trnas search --config configs/quick.yaml [key=value ...] [--resume]"""
+"""``trnas search [--config NAME_OR_PATH] [key=value ...] [--resume]``"""
 from __future__ import annotations
 
 import sys
 
-from .config import load_config
+from .config import add_config_arguments, load_config
 from .search import SEARCH_DEFAULTS, run_search
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser("search", help="training-free robust architecture search",
                                    description="Run a training-free multi-objective search and write a run folder.")
-    parser.add_argument("--config", help="YAML config (a path, or a name from configs/: quick, default, paper)")
+    add_config_arguments(parser, SEARCH_DEFAULTS, "quick, default, paper")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in the run folder from its archive (nothing archived is rescored)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help=f"override config keys: {', '.join(SEARCH_DEFAULTS)}")
     parser.set_defaults(run=run)
 
 

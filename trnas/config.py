@@ -1,10 +1,15 @@
-"""YAML configs plus ``key=value`` overrides, checked against a command's known keys."""
+"""Configs of the ``trnas`` commands: a YAML file (a path or a preset name) plus ``key=value``
+overrides anywhere on the command line, over the command's one mapping of defaults. The keys
+are the keyword names of the Python API, and the library checks every value."""
 from __future__ import annotations
 
-import difflib
+import argparse
+import re
 from pathlib import Path
 
 import yaml
+
+from evaluation.settings import check_known
 
 
 class UsageError(Exception):
@@ -13,6 +18,12 @@ class UsageError(Exception):
 
 # shipped inside the package, so a name works from any folder after a plain `pip install .`
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def is_override(argument: str) -> bool:
+    return bool(OVERRIDE.match(argument))
 
 
 def resolve_config_path(path: str) -> Path:
@@ -34,14 +45,6 @@ def parse_value(text: str):
         return text
 
 
-def check_keys(config: dict, known: dict, where: str):
-    for key in config:
-        if key not in known:
-            close = difflib.get_close_matches(key, list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UsageError(f"unknown config key {key!r} in {where}{hint}")
-
-
 def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
     """Defaults, then the YAML file, then ``key=value`` overrides; every key must be known."""
     config = dict(defaults)
@@ -53,7 +56,7 @@ def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
             raise UsageError(f"{resolved}: not valid YAML ({str(error).splitlines()[0]})") from None
         if not isinstance(loaded, dict):
             raise UsageError(f"{resolved}: expected a mapping of keys to values")
-        check_keys(loaded, defaults, str(resolved))
+        check_known(loaded, defaults, str(resolved))
         config.update(loaded)
     parsed = {}
     for item in overrides:
@@ -61,6 +64,21 @@ def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
         if not sep or not key:
             raise UsageError(f"expected key=value, got {item!r}")
         parsed[key.strip()] = parse_value(value)
-    check_keys(parsed, defaults, "the command line")
+    check_known(parsed, defaults, "the command line")
     config.update(parsed)
     return config
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: dict, presets: str = "") -> None:
+    """``--config NAME_OR_PATH`` and ``key=value ...``, with every key and its default in the help."""
+    shipped = f", or a preset shipped with trnas ({presets})" if presets else ""
+    parser.add_argument("--config", "-c", metavar="NAME_OR_PATH", help=f"YAML config: a path{shipped}")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="settings overriding the config, anywhere on the command line")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    keys = "\n".join(f"  {key} = {_shown(value)}" for key, value in defaults.items())
+    parser.epilog = f"keys and their defaults (values are read as YAML):\n{keys}"
+
+
+def _shown(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()

@@ -11,6 +11,9 @@ from evaluation.evaluators import WorkerError, requested_gpu_share
 from nas_problem import RobustNASProblem
 from nas_problem.files import format_seconds, write_json, write_yaml
 
+from evaluation.settings import SettingError, as_bool, as_choice, as_int, as_number, as_text, check_known
+from nas_problem.spaces import SPACES
+
 from .config import UsageError
 from .runs import describe, mark_front, plot_run, write_table
 
@@ -24,6 +27,7 @@ SEARCH_DEFAULTS = {
     "expose_constraint": False, "out_dir": None, "workers": 0, "ray_address": None, "gpus_per_worker": "auto",
     "threads": None,
 }
+MAX_SEED = 2 ** 32 - 1  # numpy's seeds (pymoo seeds numpy with the search's)
 
 
 def run_folder(config: dict) -> Path:
@@ -80,27 +84,56 @@ class Progress(Callback):
                     f"best R-Score {best:8.2f} | elapsed {format_seconds(elapsed)} | ETA {format_seconds(eta)}")
 
 
-def check_config(config: dict):
-    if config["algorithm"] not in ALGORITHMS:
-        raise UsageError(f"unknown algorithm {config['algorithm']!r} (available: {', '.join(ALGORITHMS)})")
-    if not isinstance(config["workers"], int) or config["workers"] < 0:
-        raise UsageError(f"workers must be a non-negative integer, got {config['workers']!r}")
+def check_config(config: dict) -> dict:
+    """A search config over :data:`SEARCH_DEFAULTS`, every key checked before anything is built,
+    scored or written."""
+    check_known(config, SEARCH_DEFAULTS, "the search config")
+    c = {**SEARCH_DEFAULTS, **config}
+    c["algorithm"] = as_choice(c["algorithm"], "algorithm", ALGORITHMS)
+    c["space"] = as_choice(c["space"], "space", tuple(SPACES))
+    for key in ("dataset", "proxy", "device"):
+        c[key] = as_text(c[key], key)
+    for key in ("data_path", "root", "preset", "out_dir", "ray_address"):
+        c[key] = as_text(c[key], key, allow_none=True)
+    for key in ("download", "include_none", "expose_constraint"):
+        c[key] = as_bool(c[key], key)
+    if not isinstance(c["proxy_kwargs"], dict):
+        raise SettingError(f"proxy_kwargs: expected a mapping such as {{psi_inits: 4}}, got {c['proxy_kwargs']!r}")
+    c["seed"] = as_int(c["seed"], "seed", minimum=0, maximum=MAX_SEED)
+    c["batch_seed"] = as_int(c["batch_seed"], "batch_seed", minimum=0, maximum=MAX_SEED, allow_none=True)
+    for key in ("pop_size", "n_gen", "n_neighbors"):
+        c[key] = as_int(c[key], key, minimum=1)
+    c["n_clusters"] = as_int(c["n_clusters"], "n_clusters", minimum=0)
+    if c["n_clusters"] >= c["pop_size"]:
+        raise SettingError(f"n_clusters: must be below pop_size ({c['pop_size']}), got {c['n_clusters']}")
+    # the normalisation maps the calibration sample's smallest and largest values apart: two at least
+    c["n_calibration"] = as_int(c["n_calibration"], "n_calibration", minimum=2)
+    c["max_params"] = as_number(c["max_params"], "max_params", allow_none=True)
+    if c["max_params"] is not None and c["max_params"] <= 0:
+        raise SettingError(f"max_params: expected a positive number of millions, got {c['max_params']:g}")
+    c["importance"] = importance_weights(c["importance"])
+    c["workers"] = as_int(c["workers"], "workers", minimum=0)
+    c["threads"] = as_int(c["threads"], "threads", minimum=1, allow_none=True)
     # the values a worker share may take, checked before anything starts or is written
-    requested_gpu_share(config["gpus_per_worker"])
-    for key in ("pop_size", "n_gen"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise UsageError(f"{key} must be a positive integer, got {config[key]!r}")
-    if not isinstance(config["n_clusters"], int) or not 0 <= config["n_clusters"] < config["pop_size"]:
-        raise UsageError(f"n_clusters must be an integer in [0, pop_size), got {config['n_clusters']!r}")
-    if config["max_params"] is not None and not isinstance(config["max_params"], (int, float)):
-        raise UsageError(f"max_params must be a number of millions, got {config['max_params']!r}")
+    requested_gpu_share(c["gpus_per_worker"])
+    return c
+
+
+def importance_weights(value) -> list[float]:
+    """MOS's two weights [R-Score, Params]: non-negative, not both zero."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise SettingError(f"importance: expected two weights [R-Score, Params] such as [0.5, 0.5], got {value!r}")
+    weights = [as_number(w, "importance", minimum=0) for w in value]
+    if not any(weights):
+        raise SettingError("importance: the two weights must not both be 0")
+    return weights
 
 
 def run_search(config: dict, resume: bool = False, report=print) -> Path:
     """Run the search a config describes and write its run folder; returns the folder."""
     import torch
 
-    check_config(config)
+    config = check_config(config)
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     folder = run_folder(config)
