@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from nas_problem.files import write_atomic
+from nas_problem.files import check_folder, make_folder, write_atomic
 
 from .registry import resolve_device
 from .settings import as_int, as_names, as_number
@@ -192,6 +192,8 @@ def _check(config: dict) -> dict:
         c[key] = as_int(c[key], key, minimum=low)
     for key in ("n_examples", "autoattack_n", "threads"):
         c[key] = as_int(c[key], key, minimum=1, allow_none=True)
+    if c["out_dir"] is not None:
+        check_folder(str(c["out_dir"]))
     names = c["names"]
     if names is not None:
         names = [names] if isinstance(names, str) else list(names)
@@ -256,6 +258,7 @@ def attack_checkpoints(config: dict, log=print) -> dict:
     names = _model_names(specs, checkpoints, c["names"])
     out_dir = Path(c["out_dir"]) if c["out_dir"] else \
         Path("runs") / "attack" / _sanitize("+".join(names))[:120] / f"seed{c['seed']}"
+    make_folder(out_dir)  # before the attacks, which may take hours
     knobs = dict(eps=c["eps"], alpha=c["alpha"], cw_c=c["cw_c"], cw_steps=c["cw_steps"], cw_lr=c["cw_lr"],
                  n_classes=specs[0].num_classes, seed=c["seed"], batch_size=c["batch_size"])
     log(f"attacking {len(models)} model(s) on {len(images)} {dataset.name} test images "

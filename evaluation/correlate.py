@@ -10,7 +10,7 @@ import re
 import time
 from pathlib import Path
 
-from nas_problem.files import write_atomic, write_csv
+from nas_problem.files import check_folder, make_folder, write_atomic, write_csv
 
 from .settings import SettingError, as_bool, as_int, as_names, as_number, as_text, check_known
 
@@ -86,25 +86,38 @@ def check_config(config: dict) -> dict:
     c["limit"] = as_int(c["limit"], "limit", minimum=1, allow_none=True)
     c["threads"] = as_int(c["threads"], "threads", minimum=1, allow_none=True)
     c["epsilon"] = as_number(c["epsilon"], "epsilon", minimum=0)
+    check_folder(c["out_dir"])
     return c
 
 
 # ----- the numbers -----
 def correlations(scores, clean, robust) -> dict:
-    """ρ and τ over the architectures whose score is finite; NaN with fewer than 3 of them or a
-    constant score (a ranking with no information)."""
+    """ρ and τ over the architectures whose score is finite; NaN where :func:`why_undefined`
+    says why (fewer than 3 of them, or a constant score or accuracy: a ranking with no information)."""
     from scipy import stats
     keep = [i for i, s in enumerate(scores) if isinstance(s, float) and math.isfinite(s)]
     out = {}
     for label, target in (("robust", robust), ("clean", clean)):
-        xs = [scores[i] for i in keep]
-        ys = [target[i] for i in keep]
-        if len(keep) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        if why_undefined(scores, target, label):
             out[f"spearman_{label}"] = out[f"kendall_{label}"] = math.nan
             continue
+        xs = [scores[i] for i in keep]
+        ys = [target[i] for i in keep]
         out[f"spearman_{label}"] = float(stats.spearmanr(xs, ys).statistic)
         out[f"kendall_{label}"] = float(stats.kendalltau(xs, ys).statistic)
     return out
+
+
+def why_undefined(scores, target, label: str) -> str | None:
+    """Why ρ and τ against ``target`` come out NaN (None when they do not)."""
+    keep = [i for i, s in enumerate(scores) if isinstance(s, float) and math.isfinite(s)]
+    if len(keep) < 3:
+        return f"only {len(keep)} architecture(s) got a finite score, and a rank correlation needs 3"
+    if len({scores[i] for i in keep}) < 2:
+        return "every architecture got the same score"
+    if len({target[i] for i in keep}) < 2:
+        return f"every architecture scored has the same {label} accuracy ({target[keep[0]]:g} %)"
+    return None
 
 
 def final_scores(proxy, components: list) -> list[float]:
@@ -203,11 +216,15 @@ def correlate_benchmark(config: dict, log=print, progress=None) -> list[dict]:
     proxies = [(name, get_proxy(name, device=c["device"], num_classes=dataset.num_classes, mean=dataset.mean,
                                 std=dataset.std, n_images=c["n_images"])) for name in c["proxies"]]
     out = Path(c["out_dir"])
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     clean = [r["clean_acc"] for r in records]
     robust = [r["robust_acc"] for r in records]
-    score_rows, table = [], []
+    score_rows, table, notes = [], [], []
     log(f"correlate: {len(records)} architectures, {len(proxies)} proxies, {c['n_images']} images of {dataset.name}")
+    for label, target in (("robust", robust), ("clean", clean)):
+        if len(set(target)) < 2:
+            log(f"warning: all {len(target)} architectures have the same {label} accuracy ({target[0]:g} %), so "
+                f"Spearman rho and Kendall tau against it are undefined (nan): nothing to rank")
     for k, (name, proxy) in enumerate(proxies, start=1):
         step = (lambda done, total: progress(k, len(proxies), name, done, total)) if progress else None
         components, seconds, wall, described = score_benchmark(name, proxy, records, images, labels, c["seed"],
@@ -224,8 +241,13 @@ def correlate_benchmark(config: dict, log=print, progress=None) -> list[dict]:
         log(f"[{k}/{len(proxies)}] {name}: rho_robust={_fmt(row['spearman_robust'])} "
             f"tau_robust={_fmt(row['kendall_robust'])} rho_clean={_fmt(row['spearman_clean'])} "
             f"effective={100 * effective:.1f}% {row['seconds_per_arch']:.2f} s/arch ({wall:.0f} s, {described})")
+        for label, target in (("robust", robust), ("clean", clean)):
+            reason = why_undefined(scores, target, label)
+            if reason:
+                notes.append(f"{name}: rho and tau against {label} accuracy are undefined (nan): {reason}.")
+                log(f"  {notes[-1]}")
         scatter(out / f"scatter_{file_name(name)}.png", name, scores, robust, row["spearman_robust"])
         write_csv(out / "scores.csv", score_rows, SCORE_COLUMNS)
         write_csv(out / "correlation.csv", table, CORRELATION_COLUMNS)
-        write_atomic(out / "correlation.md", markdown_table(table))
+        write_atomic(out / "correlation.md", markdown_table(table) + "".join(f"\n{note}\n" for note in notes))
     return table

@@ -24,14 +24,18 @@ def user_errors() -> tuple:
     from evaluation.datasets import DatasetError
     from evaluation.registry import ProxyError
     from evaluation.settings import SettingError
+    from nas_problem.archive import ArchiveError
+    from nas_problem.files import OutputError
     from nas_problem.genotype import GenotypeError
     from nas_problem.problem import BudgetError
     return (UsageError, SettingError, GenotypeError, BudgetError, DatasetError, ProxyError, BenchmarkError,
-            FileNotFoundError)
+            ArchiveError, OutputError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     parser = OneLineParser(prog="trnas", description="Training-free robust neural architecture search.")
+    parser.add_argument("--version", action="version", version=f"trnas {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:

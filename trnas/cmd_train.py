@@ -2,6 +2,8 @@
 training of a genotype (or ResNet-18), resumable."""
 from __future__ import annotations
 
+from nas_problem.files import check_folder
+
 from .config import UsageError, add_config_arguments, load_config
 
 
@@ -22,6 +24,8 @@ def add_parser(subparsers):
 def run(args) -> int:
     from evaluation.training import TRAIN_DEFAULTS, TrainingError, train
     config = load_config(args.config, args.overrides, TRAIN_DEFAULTS)
+    if config["out_dir"] is not None:
+        check_folder(str(config["out_dir"]))
     try:
         train(config, resume=args.resume)
     except TrainingError as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -45,6 +46,15 @@ def parse_value(text: str):
         return text
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what a YAML error is, in one line (line and column counted from 1)."""
+    mark = getattr(error, "problem_mark", None)
+    what = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if getattr(error, "context", None):
+        what += f" ({error.context})"
+    return f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}" if mark else f"not valid YAML: {what}"
+
+
 def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
     """Defaults, then the YAML file, then ``key=value`` overrides; every key must be known."""
     config = dict(defaults)
@@ -53,7 +63,7 @@ def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
         try:
             loaded = yaml.safe_load(resolved.read_text()) or {}
         except yaml.YAMLError as error:
-            raise UsageError(f"{resolved}: not valid YAML ({str(error).splitlines()[0]})") from None
+            raise UsageError(f"{resolved}: {yaml_problem(error)}") from None
         if not isinstance(loaded, dict):
             raise UsageError(f"{resolved}: expected a mapping of keys to values")
         check_known(loaded, defaults, str(resolved))
@@ -76,9 +86,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: dict, preset
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="settings overriding the config, anywhere on the command line")
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    keys = "\n".join(f"  {key} = {_shown(value)}" for key, value in defaults.items())
+    parser.description = textwrap.fill(parser.description or "", 88)
+    keys = "\n".join(f"  {key} = {yaml_text(value)}" for key, value in defaults.items())
     parser.epilog = f"keys and their defaults (values are read as YAML):\n{keys}"
 
 
-def _shown(value) -> str:
+def yaml_text(value) -> str:
+    """A value as one would write it on the command line (``null``, ``[0.5, 0.5]``)."""
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
