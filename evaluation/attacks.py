@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from nas_problem.files import write_atomic
+from nas_problem.files import check_folder, make_folder, write_atomic
 
 from .runtime import resolve_device
-from .training import CheckpointError, TrainingError, as_int, as_number, load_model, model_cost
+from .settings import as_int, as_names, as_number
+from .training import CheckpointError, TrainingError, load_model, model_cost
 
 ATTACK_NAMES = ("fgsm", "pgd20", "pgd100", "cw", "autoattack")
 LABELS = {"clean": "Clean", "fgsm": "FGSM", "pgd20": "PGD-20", "pgd100": "PGD-100", "cw": "CW",
@@ -180,12 +181,9 @@ def _check(config: dict) -> dict:
     if unknown:
         raise AttackError(f"unknown attack setting(s): {', '.join(sorted(unknown))}")
     c = dict(config)
-    checkpoints = c["checkpoints"]
-    if isinstance(checkpoints, (str, Path)):
-        checkpoints = [checkpoints]
-    if not checkpoints:
-        raise AttackError("no checkpoints given (use --checkpoints A [B ...] or checkpoints=[...])")
-    c["checkpoints"] = [str(p) for p in checkpoints]
+    if not c["checkpoints"]:
+        raise AttackError("no checkpoints given (checkpoints=A,B or checkpoints=[A, B])")
+    c["checkpoints"] = as_names(c["checkpoints"], "checkpoints")
     c["attacks"] = parse_attacks(c["attacks"])
     c["transfer_attack"] = parse_attacks([c["transfer_attack"]])[0]
     for key in ("eps", "alpha", "cw_c", "cw_lr"):
@@ -194,6 +192,8 @@ def _check(config: dict) -> dict:
         c[key] = as_int(c[key], key, minimum=low)
     for key in ("n_examples", "autoattack_n", "threads"):
         c[key] = as_int(c[key], key, minimum=1, allow_none=True)
+    if c["out_dir"] is not None:
+        check_folder(str(c["out_dir"]))
     names = c["names"]
     if names is not None:
         names = [names] if isinstance(names, str) else list(names)
@@ -258,6 +258,7 @@ def attack_checkpoints(config: dict, log=print) -> dict:
     names = _model_names(specs, checkpoints, c["names"])
     out_dir = Path(c["out_dir"]) if c["out_dir"] else \
         Path("runs") / "attack" / _sanitize("+".join(names))[:120] / f"seed{c['seed']}"
+    make_folder(out_dir)  # before the attacks, which may take hours
     knobs = dict(eps=c["eps"], alpha=c["alpha"], cw_c=c["cw_c"], cw_steps=c["cw_steps"], cw_lr=c["cw_lr"],
                  n_classes=specs[0].num_classes, seed=c["seed"], batch_size=c["batch_size"])
     log(f"attacking {len(models)} model(s) on {len(images)} {dataset.name} test images "

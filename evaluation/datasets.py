@@ -10,6 +10,7 @@ Nothing is downloaded unless the caller passes ``download=True``.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,6 +164,8 @@ def _hwc_to_tensor(array: np.ndarray, what: str) -> torch.Tensor:
     if array.dtype == np.uint8:
         images = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float().div_(255.0)
     elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise DatasetError(f"{what}: images must be finite numbers in [0, 1], found NaN or infinity")
         if array.size and (array.min() < 0.0 or array.max() > 1.0):
             raise DatasetError(f"{what}: float images must lie in [0, 1] (uint8 images are divided by 255)")
         images = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(0, 3, 1, 2)
@@ -179,35 +182,46 @@ def _labels(array: np.ndarray, what: str) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.int64))
 
 
+def _member(arrays, name: str, path: Path) -> np.ndarray:
+    """One array of an npz file; an object array (a pickle) or a damaged member is refused."""
+    try:
+        return arrays[name]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise DatasetError(f"{path}: array {name!r} is not readable ({str(error).splitlines()[0]})") from None
+
+
 def _load_npz(path: Path) -> Dataset:
     """CIFAR-10-like arrays. Normalisation statistics are CIFAR-10's unless the file has
     ``mean`` and ``std`` arrays (3 values each); class names come from ``classes`` if present."""
+    # np.load guesses the format from the first bytes and takes anything else for a pickle
+    if not zipfile.is_zipfile(path):
+        raise DatasetError(f"{path} is not a readable npz file (an .npz is a zip archive of arrays, as numpy.savez writes)")
     try:
         arrays = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DatasetError(f"cannot read npz data set {path}: {error}") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise DatasetError(f"{path} is not a readable npz file ({error})") from None
     with arrays:
         needed = ("x_train", "y_train", "x_test", "y_test")
         missing = [k for k in needed if k not in arrays.files]
         if missing:
             raise DatasetError(f"npz data set {path} lacks {', '.join(missing)} (it has {', '.join(arrays.files)})")
-        x_train = _hwc_to_tensor(arrays["x_train"], f"{path.name}: x_train")
-        x_test = _hwc_to_tensor(arrays["x_test"], f"{path.name}: x_test")
-        y_train = _labels(arrays["y_train"], f"{path.name}: y_train")
-        y_test = _labels(arrays["y_test"], f"{path.name}: y_test")
+        x_train = _hwc_to_tensor(_member(arrays, "x_train", path), f"{path.name}: x_train")
+        x_test = _hwc_to_tensor(_member(arrays, "x_test", path), f"{path.name}: x_test")
+        y_train = _labels(_member(arrays, "y_train", path), f"{path.name}: y_train")
+        y_test = _labels(_member(arrays, "y_test", path), f"{path.name}: y_test")
         if len(x_train) != len(y_train) or len(x_test) != len(y_test):
             raise DatasetError(f"npz data set {path}: image and label counts differ "
                                f"({len(x_train)}/{len(y_train)} train, {len(x_test)}/{len(y_test)} test)")
         if "mean" in arrays.files and "std" in arrays.files:
-            mean = tuple(float(v) for v in np.asarray(arrays["mean"]).ravel())
-            std = tuple(float(v) for v in np.asarray(arrays["std"]).ravel())
+            mean = tuple(float(v) for v in np.asarray(_member(arrays, "mean", path)).ravel())
+            std = tuple(float(v) for v in np.asarray(_member(arrays, "std", path)).ravel())
             if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
                 raise DatasetError(f"npz data set {path}: mean/std must be 3 values each, std > 0")
         else:
             mean, std = CIFAR10_MEAN, CIFAR10_STD
         n_labels = int(torch.cat([y_train, y_test]).max()) + 1 if len(y_train) + len(y_test) else 0
         if "classes" in arrays.files:
-            classes = tuple(str(c) for c in np.asarray(arrays["classes"]).ravel())
+            classes = tuple(str(c) for c in np.asarray(_member(arrays, "classes", path)).ravel())
             if len(classes) < n_labels:
                 raise DatasetError(f"npz data set {path}: {len(classes)} class names for labels up to {n_labels - 1}")
         else:

@@ -16,6 +16,48 @@ from typing import Callable, Iterable
 import yaml
 
 
+class OutputError(ValueError):
+    """An output folder that cannot be written: a file stands where it or a folder above it
+    should be, or there is no permission to write."""
+
+
+def check_folder(path, key: str = "out_dir") -> None:
+    """Refuse an output folder that cannot be made or written, before any work and without
+    leaving anything behind (a probe file is removed at once)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{key}={path}: {path} is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink() or existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise OutputError(f"{key}={path}: {existing} is a file, so no folder can be made under it")
+    try:
+        # the only sure test of permission (root, read-only mounts, network file systems)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise OutputError(f"{key}={path}: cannot write in {existing} ({error.strerror or error})") from None
+
+
+def make_folder(path, key: str = "out_dir") -> bool:
+    """Make an output folder (checked as :func:`check_folder` does); True if it was made now."""
+    path = Path(path)
+    check_folder(path, key)
+    if path.is_dir():
+        return False
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        check_folder(path, key)  # made meanwhile by someone else: still a usable folder?
+        return False
+    except OSError as error:
+        raise OutputError(f"{key}={path}: cannot make the folder ({error.strerror or error})") from None
+    return True
+
+
 def _umask() -> int:
     # os.umask can only be read by setting it; put it straight back
     mask = os.umask(0o022)

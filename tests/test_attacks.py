@@ -129,7 +129,7 @@ def test_attack_command_writes_table_transfer_matrix_and_json(tmp_path, capsys):
     first = tiny_checkpoint(tmp_path, "a")
     tiny_checkpoint(tmp_path, "b", seed=1)
     out = tmp_path / "attack"
-    assert main(["attack", "--checkpoints", str(first), str(tmp_path / "b"), "attacks=fgsm,pgd20",
+    assert main(["attack", f"checkpoints=[{first}, {tmp_path / 'b'}]", "attacks=fgsm,pgd20",
                  "n_examples=30", f"out_dir={out}", "device=cpu", "names=[first, second]"]) == 0
     report = json.loads((out / "attack.json").read_text())
     assert report["n_examples"] == 30 and report["attacks"] == ["fgsm", "pgd20"]
@@ -150,22 +150,22 @@ def test_checkpoint_of_another_architecture_exits_2(tmp_path, capsys):
     # a checkpoint that claims a different architecture than its weights were trained for
     checkpoint["spec"]["genotype"] = str(Genotype.parse(RACL)).replace("sep_conv_5x5", "max_pool_3x3")
     torch.save(checkpoint, tmp_path / "wrong.pt")
-    assert main(["attack", "--checkpoints", str(tmp_path / "wrong.pt"), "attacks=fgsm", "device=cpu",
+    assert main(["attack", f"checkpoints={tmp_path / 'wrong.pt'}", "attacks=fgsm", "device=cpu",
                  f"out_dir={tmp_path / 'out'}"]) == 2
     assert "does not fit" in error_line(capsys)
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--checkpoints", "{missing}"], "checkpoint not found"),
-    (["--checkpoints", "{a}", "attacks=pgd7"], "unknown attack 'pgd7'"),
-    (["--checkpoints", "{not_a_checkpoint}"], "not a readable checkpoint"),
+    (["checkpoints={missing}"], "checkpoint not found"),
+    (["checkpoints={a}", "attacks=pgd7"], "unknown attack 'pgd7'"),
+    (["checkpoints={not_a_checkpoint}"], "not a readable checkpoint"),
     ([], "no checkpoints given"),
 ])
 def test_bad_attack_input_exits_2(tmp_path, capsys, argv, message):
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     paths = dict(missing=tmp_path / "nope.pt", a=tmp_path / "junk.pt", not_a_checkpoint=tmp_path / "junk.pt")
-    if "{a}" in argv:
+    if any("{a}" in item for item in argv):
         paths["a"] = tiny_checkpoint(tmp_path, "a")
     argv = [item.format(**paths) for item in argv]
     assert main(["attack", *argv, f"out_dir={tmp_path / 'out'}", "device=cpu"]) == 2

@@ -111,8 +111,8 @@ def test_resume_without_an_archive_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize("override, message", [
     ("colour=blue", "unknown config key 'colour'"),
     ("max_params=0.01", "below the smallest architecture"),
-    ("algorithm=sgd", "unknown algorithm"),
-    ("pop_size=0", "pop_size must be a positive integer"),
+    ("algorithm=sgd", "algorithm: expected one of trnas, nsga2, moead"),
+    ("pop_size=0", "pop_size: must be at least 1"),
     ("workers=2 gpus_per_worker=2", "gpus_per_worker must be auto or a number in [0, 1]"),
     ("workers=2 device=cuda:1", "Ray gives each worker its GPU"),
 ])

@@ -10,7 +10,7 @@ from evaluation.benchmarks import BenchmarkError, detect_layout, read_benchmark
 from nas_problem import Genotype
 from nas_problem.nb201 import NB201Genotype
 from trnas.cli import main
-from trnas.cmd_correlate import CORRELATION_COLUMNS, correlations
+from evaluation.correlate import CORRELATION_COLUMNS, correlations
 
 PAIRS = [["sep_conv_3x3", 0], ["skip_connect", 1], ["max_pool_3x3", 0], ["dil_conv_3x3", 2],
          ["avg_pool_3x3", 1], ["sep_conv_5x5", 3], ["skip_connect", 2], ["dil_conv_5x5", 4]]
@@ -108,9 +108,8 @@ def tiny_npz(path):
 def test_correlate_command_writes_every_output(tmp_path, capsys):
     bench = tiny_robustbench(tmp_path / "bench.json")
     out = tmp_path / "out"
-    code = main(["correlate", "--benchmark", str(bench), "--proxies", "params,synflow", "--dataset", "npz",
-                 "--data-path", str(tiny_npz(tmp_path / "d.npz")), "--n-images", "4", "--out", str(out),
-                 "--limit", "3"])
+    code = main(["correlate", f"benchmark={bench}", "proxies=params,synflow", "dataset=npz",
+                 f"data_path={tiny_npz(tmp_path / 'd.npz')}", "n_images=4", f"out_dir={out}", "limit=3"])
     assert code == 0
     with open(out / "correlation.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -125,18 +124,28 @@ def test_correlate_command_writes_every_output(tmp_path, capsys):
     assert "synflow" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["--proxies", "no_such_proxy"], ["--benchmark-missing"], ["--proxies", "rscore:nope"]])
-def test_correlate_bad_input_exits_2(tmp_path, capsys, argv):
+@pytest.mark.parametrize("override, message", [("proxies=no_such_proxy", "no_such_proxy"),
+                                               ("benchmark={missing}", "missing.json"),
+                                               ("proxies=rscore:nope", "nope"),
+                                               ("benchmark={glob}", "no file matches"),
+                                               ("n_images=0", "n_images: must be at least 1")])
+def test_correlate_bad_input_exits_2(tmp_path, capsys, override, message):
     bench = tiny_robustbench(tmp_path / "bench.json")
-    args = ["correlate", "--benchmark", str(bench), "--data-path", str(tiny_npz(tmp_path / "d.npz")),
-            "--out", str(tmp_path / "o"), "--proxies", "params"]
-    if argv == ["--benchmark-missing"]:
-        args[2] = str(tmp_path / "missing.json")
-    else:
-        args += argv
+    args = ["correlate", f"benchmark={bench}", f"data_path={tiny_npz(tmp_path / 'd.npz')}",
+            f"out_dir={tmp_path / 'o'}", "proxies=params", "n_images=4",
+            override.format(missing=tmp_path / "missing.json", glob=tmp_path / "none*.json")]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("trnas correlate: error:") and "Traceback" not in err
+    assert err.startswith("trnas correlate: error:") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_quoted_glob_names_every_benchmark_file_it_matches(tmp_path):
+    from evaluation.correlate import check_config
+    for name in ("b.json", "a.json"):
+        tiny_robustbench(tmp_path / name)
+    assert check_config({"benchmark": str(tmp_path / "*.json")})["benchmark"] == [str(tmp_path / "a.json"),
+                                                                                   str(tmp_path / "b.json")]
 
 
 def test_rscore_scores_two_architectures_at_once_exactly_as_one_at_a_time(tmp_path):
@@ -145,8 +154,8 @@ def test_rscore_scores_two_architectures_at_once_exactly_as_one_at_a_time(tmp_pa
     scores = {}
     for threads in (1, 2):
         out = tmp_path / f"t{threads}"
-        assert main(["correlate", "--benchmark", str(bench), "--proxies", "rscore", "--dataset", "npz",
-                     "--data-path", data, "--n-images", "4", "--out", str(out), "--threads", str(threads)]) == 0
+        assert main(["correlate", f"benchmark={bench}", "proxies=rscore", "dataset=npz", f"data_path={data}",
+                     "n_images=4", f"out_dir={out}", f"threads={threads}"]) == 0
         with open(out / "scores.csv") as handle:
             scores[threads] = [(r["id"], r["components"], r["score"]) for r in csv.DictReader(handle)]
     # in benchmark order, and each architecture on one torch thread either way
@@ -158,7 +167,7 @@ def test_an_architecture_a_proxy_cannot_score_is_reported_and_the_others_scored_
     import torch
 
     from evaluation.evaluators import InProcessEvaluator
-    from trnas.cmd_correlate import ForgivingProxy, ProxyFailure
+    from evaluation.correlate import ForgivingProxy, ProxyFailure
 
     class Fussy:
         device = torch.device("cpu")

@@ -100,7 +100,7 @@ def test_training_with_mixed_precision_and_attacks_on_cuda(tmp_path, capsys):
         # a network this small and this briefly trained is near chance: no ordering of accuracies holds
         assert result["epochs"] == 2 and 0 <= result["robust_acc"] <= 100 and 0 <= result["clean_acc"] <= 100
     out = tmp_path / "attack"
-    assert main(["attack", "--checkpoints", str(tmp_path / "a"), str(tmp_path / "b"),
+    assert main(["attack", f"checkpoints={tmp_path / 'a'},{tmp_path / 'b'}",
                  "attacks=fgsm,pgd20,cw,autoattack", "n_examples=64", "autoattack_n=32", f"device={DEVICE}",
                  f"out_dir={out}"]) == 0
     report = json.loads((out / "attack.json").read_text())

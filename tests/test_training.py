@@ -166,8 +166,8 @@ def test_unknown_genotype_name_exits_2(tmp_path, capsys):
     ('{"normal": [["sep_conv_3x3", 0]]}', "reduce"),
 ])
 def test_malformed_genotype_exits_2(tmp_path, capsys, genotype, message):
-    # given as a flag, the text is taken verbatim; nothing is written for bad input
-    assert main(["train", f"--genotype={genotype}", f"out_dir={tmp_path / 'run'}"]) == 2
+    # genotype text needs no quoting (YAML reads it as text, or JSON as a mapping); nothing is written
+    assert main(["train", f"genotype={genotype}", f"out_dir={tmp_path / 'run'}"]) == 2
     assert message in error_line(capsys)
     assert not (tmp_path / "run").exists()
 

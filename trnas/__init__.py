@@ -12,6 +12,25 @@ from selection import MOSSurvival, TRNASAlgorithm
 
 from .search import make_problem
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version; run from a source tree that is not installed,
+    the version its pyproject.toml declares."""
+    import re
+    from importlib import metadata
+    from pathlib import Path
+    try:
+        return metadata.version("trnas")
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    except OSError:
+        return "unknown (not installed)"
+    found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject, re.MULTILINE)
+    return f"{found.group(1)} (source tree)" if found else "unknown (source tree)"
+
+
+__version__ = _version()
 __all__ = ["Genotype", "RobustNASProblem", "make_problem", "default_operators", "MOSSurvival", "TRNASAlgorithm",
            "available_proxies", "get_proxy", "proxy"]

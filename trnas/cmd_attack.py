@@ -1,24 +1,20 @@
-"""``trnas attack``: clean and adversarial accuracy of trained checkpoints, and their transfer matrix."""
+"""``trnas attack [--config NAME_OR_PATH] checkpoints=A,B [key=value ...]``: clean and adversarial
+accuracy of trained checkpoints, and their transfer matrix."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from .config import UsageError, load_config
+from .config import UsageError, add_config_arguments, load_config
 
 
 def add_parser(subparsers):
+    from evaluation.attacks import ATTACK_DEFAULTS
     parser = subparsers.add_parser(
         "attack", help="evaluate checkpoints under FGSM, PGD, CW and AutoAttack",
         description="Clean accuracy and accuracy under FGSM, PGD-20, PGD-100, CW and AutoAttack "
-                    "(torchattacks) of one or more `trnas train` checkpoints, a table like the TRNAS "
-                    "paper's Table 2 with the harmonic robustness score, and with several checkpoints "
-                    "the transfer (black-box) matrix.")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="settings overriding the config")
-    parser.add_argument("--config", "-c", help="YAML config file")
-    parser.add_argument("--checkpoints", nargs="+", metavar="CHECKPOINT",
-                        help="checkpoint files or training run folders")
-    parser.add_argument("--attacks", help="comma-separated subset of fgsm,pgd20,pgd100,cw,autoattack")
-    parser.add_argument("--n-examples", dest="n_examples", help="a seeded random subset of the test set")
+                    "(torchattacks) of one or more `trnas train` checkpoints (checkpoints= files or training "
+                    "run folders, comma-separated or a YAML list), a table like the TRNAS paper's Table 2 "
+                    "with the harmonic robustness score, and with several checkpoints the transfer "
+                    "(black-box) matrix.")
+    add_config_arguments(parser, ATTACK_DEFAULTS)
     parser.set_defaults(run=run)
     return parser
 
@@ -26,21 +22,7 @@ def add_parser(subparsers):
 def run(args) -> int:
     from evaluation.attacks import ATTACK_DEFAULTS, attack_checkpoints
     from evaluation.training import TrainingError
-    overrides = list(args.overrides)
-    checkpoints = []
-    # `--checkpoints a b key=value` swallows the overrides that follow it: hand them back
-    for item in args.checkpoints or []:
-        if "=" in item and not Path(item).exists():
-            overrides.append(item)
-        else:
-            checkpoints.append(item)
-    if args.attacks is not None:
-        overrides.append(f"attacks={args.attacks}")
-    if args.n_examples is not None:
-        overrides.append(f"n_examples={args.n_examples}")
-    config = load_config(args.config, overrides, ATTACK_DEFAULTS)
-    if checkpoints:
-        config["checkpoints"] = checkpoints
+    config = load_config(args.config, args.overrides, ATTACK_DEFAULTS)
     try:
         attack_checkpoints(config)
     except TrainingError as error:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nas_problem.files import check_folder
+
 from .config import UsageError
 from .runs import plot_run
 
@@ -19,5 +21,7 @@ def run(args) -> int:
     missing = [name for name in ("front.json", "population.json", "summary.json") if not (folder / name).exists()]
     if missing:
         raise UsageError(f"{folder} is not a finished search run folder (missing {', '.join(missing)})")
+    if args.out:
+        check_folder(Path(args.out).resolve().parent, "--out")
     print(plot_run(folder, path=args.out))
     return 0

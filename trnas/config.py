@@ -1,10 +1,16 @@
-"""YAML configs plus ``key=value`` overrides, checked against a command's known keys."""
+"""Configs of the ``trnas`` commands: a YAML file (a path or a preset name) plus ``key=value``
+overrides anywhere on the command line, over the command's one mapping of defaults. The keys
+are the keyword names of the Python API, and the library checks every value."""
 from __future__ import annotations
 
-import difflib
+import argparse
+import re
+import textwrap
 from pathlib import Path
 
 import yaml
+
+from evaluation.settings import check_known
 
 
 class UsageError(Exception):
@@ -13,6 +19,12 @@ class UsageError(Exception):
 
 # shipped inside the package, so a name works from any folder after a plain `pip install .`
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def is_override(argument: str) -> bool:
+    return bool(OVERRIDE.match(argument))
 
 
 def resolve_config_path(path: str) -> Path:
@@ -34,12 +46,13 @@ def parse_value(text: str):
         return text
 
 
-def check_keys(config: dict, known: dict, where: str):
-    for key in config:
-        if key not in known:
-            close = difflib.get_close_matches(key, list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UsageError(f"unknown config key {key!r} in {where}{hint}")
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what a YAML error is, in one line (line and column counted from 1)."""
+    mark = getattr(error, "problem_mark", None)
+    what = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if getattr(error, "context", None):
+        what += f" ({error.context})"
+    return f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}" if mark else f"not valid YAML: {what}"
 
 
 def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
@@ -50,10 +63,10 @@ def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
         try:
             loaded = yaml.safe_load(resolved.read_text()) or {}
         except yaml.YAMLError as error:
-            raise UsageError(f"{resolved}: not valid YAML ({str(error).splitlines()[0]})") from None
+            raise UsageError(f"{resolved}: {yaml_problem(error)}") from None
         if not isinstance(loaded, dict):
             raise UsageError(f"{resolved}: expected a mapping of keys to values")
-        check_keys(loaded, defaults, str(resolved))
+        check_known(loaded, defaults, str(resolved))
         config.update(loaded)
     parsed = {}
     for item in overrides:
@@ -61,6 +74,23 @@ def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
         if not sep or not key:
             raise UsageError(f"expected key=value, got {item!r}")
         parsed[key.strip()] = parse_value(value)
-    check_keys(parsed, defaults, "the command line")
+    check_known(parsed, defaults, "the command line")
     config.update(parsed)
     return config
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: dict, presets: str = "") -> None:
+    """``--config NAME_OR_PATH`` and ``key=value ...``, with every key and its default in the help."""
+    shipped = f", or a preset shipped with trnas ({presets})" if presets else ""
+    parser.add_argument("--config", "-c", metavar="NAME_OR_PATH", help=f"YAML config: a path{shipped}")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="settings overriding the config, anywhere on the command line")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = textwrap.fill(parser.description or "", 88)
+    keys = "\n".join(f"  {key} = {yaml_text(value)}" for key, value in defaults.items())
+    parser.epilog = f"keys and their defaults (values are read as YAML):\n{keys}"
+
+
+def yaml_text(value) -> str:
+    """A value as one would write it on the command line (``null``, ``[0.5, 0.5]``)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()

@@ -9,10 +9,21 @@ from pymoo.core.callback import Callback
 
 from evaluation import make_scorer
 from evaluation.evaluators import WorkerError, requested_gpu_share
+from evaluation.settings import (
+    SettingError,
+    as_bool,
+    as_choice,
+    as_int,
+    as_number,
+    as_text,
+    check_known,
+)
 from nas_problem import RobustNASProblem, get_space
-from nas_problem.files import format_seconds, write_json, write_yaml
+from nas_problem.files import check_folder, format_seconds, write_json, write_yaml
+from nas_problem.spaces import SPACES
 
 from .config import UsageError
+from .run_folder import RunFolder
 from .runs import describe, mark_front, plot_run, write_table
 
 ALGORITHMS = ("trnas", "nsga2", "moead")
@@ -25,6 +36,9 @@ SEARCH_DEFAULTS = {
     "expose_constraint": False, "out_dir": None, "workers": 0, "ray_address": None, "gpus_per_worker": "auto",
     "threads": None,
 }
+# settings a resumed run may change: they decide where and how fast it scores, not what
+RESUME_FREE_KEYS = ("threads", "workers", "ray_address", "gpus_per_worker", "out_dir")
+MAX_SEED = 2 ** 32 - 1  # numpy's seeds (pymoo seeds numpy with the search's)
 
 
 def run_folder(config: dict) -> Path:
@@ -88,62 +102,118 @@ def make_algorithm(name: str, problem, pop_size: int, n_clusters: int = 20, impo
 
 
 class Progress(Callback):
-    """One line per generation: evaluations, best R-Score, elapsed time and ETA."""
+    """One line per generation: evaluations, best R-Score, elapsed time (since the search began,
+    calibration included) and ETA. The ETA goes by the generations that scored something: those
+    a resumed run replays from its archive cost nothing, so they tell nothing of those to come."""
 
-    def __init__(self, problem, n_gen: int, report):
+    def __init__(self, problem, n_gen: int, report, started: float):
         super().__init__()
-        self.problem, self.n_gen, self.report = problem, n_gen, report
-        self.start = time.perf_counter()
+        self.problem, self.n_gen, self.report, self.started = problem, n_gen, report, started
+        self.mark, self.scored = time.perf_counter(), problem.n_scored
+        self.working_seconds, self.working_generations = 0.0, 0
 
     def notify(self, algorithm):
+        now = time.perf_counter()
+        if self.problem.n_scored > self.scored:
+            self.working_seconds += now - self.mark
+            self.working_generations += 1
+        self.mark, self.scored = now, self.problem.n_scored
         inverse = algorithm.pop.get("F")[:, 0]
         best = 1.0 / inverse.min() if len(inverse) else float("nan")
-        elapsed = time.perf_counter() - self.start
         done = algorithm.n_gen
-        eta = elapsed / max(done, 1) * max(self.n_gen - done, 0)
+        remaining = max(self.n_gen - done, 0)
+        if self.working_generations:
+            eta = format_seconds(self.working_seconds / self.working_generations * remaining)
+        else:
+            eta = "?" if remaining else format_seconds(0)
         self.report(f"gen {done:>3}/{self.n_gen} | evaluations {algorithm.evaluator.n_eval:>5} "
                     f"(scored {self.problem.n_scored}, reused {self.problem.n_reused}) | "
-                    f"best R-Score {best:8.2f} | elapsed {format_seconds(elapsed)} | ETA {format_seconds(eta)}")
+                    f"best R-Score {best:8.2f} | elapsed {format_seconds(now - self.started)} | ETA {eta}")
 
 
-def check_config(config: dict):
-    if config["algorithm"] not in ALGORITHMS:
-        raise UsageError(f"unknown algorithm {config['algorithm']!r} (available: {', '.join(ALGORITHMS)})")
-    if not isinstance(config["workers"], int) or config["workers"] < 0:
-        raise UsageError(f"workers must be a non-negative integer, got {config['workers']!r}")
+def check_config(config: dict) -> dict:
+    """A search config over :data:`SEARCH_DEFAULTS`, every key checked before anything is built,
+    scored or written."""
+    check_known(config, SEARCH_DEFAULTS, "the search config")
+    c = {**SEARCH_DEFAULTS, **config}
+    c["algorithm"] = as_choice(c["algorithm"], "algorithm", ALGORITHMS)
+    c["space"] = as_choice(c["space"], "space", tuple(SPACES))
+    for key in ("dataset", "proxy", "device"):
+        c[key] = as_text(c[key], key)
+    for key in ("data_path", "root", "preset", "out_dir", "ray_address"):
+        c[key] = as_text(c[key], key, allow_none=True)
+    for key in ("download", "include_none", "expose_constraint"):
+        c[key] = as_bool(c[key], key)
+    if not isinstance(c["proxy_kwargs"], dict):
+        raise SettingError(f"proxy_kwargs: expected a mapping such as {{psi_inits: 4}}, got {c['proxy_kwargs']!r}")
+    c["seed"] = as_int(c["seed"], "seed", minimum=0, maximum=MAX_SEED)
+    c["batch_seed"] = as_int(c["batch_seed"], "batch_seed", minimum=0, maximum=MAX_SEED, allow_none=True)
+    for key in ("pop_size", "n_gen", "n_neighbors"):
+        c[key] = as_int(c[key], key, minimum=1)
+    c["n_clusters"] = as_int(c["n_clusters"], "n_clusters", minimum=0)
+    if c["n_clusters"] >= c["pop_size"]:
+        raise SettingError(f"n_clusters: must be below pop_size ({c['pop_size']}), got {c['n_clusters']}")
+    # the normalisation maps the calibration sample's smallest and largest values apart: two at least
+    c["n_calibration"] = as_int(c["n_calibration"], "n_calibration", minimum=2)
+    c["max_params"] = as_number(c["max_params"], "max_params", allow_none=True)
+    if c["max_params"] is not None and c["max_params"] <= 0:
+        raise SettingError(f"max_params: expected a positive number of millions, got {c['max_params']:g}")
+    c["importance"] = importance_weights(c["importance"])
+    c["workers"] = as_int(c["workers"], "workers", minimum=0)
+    c["threads"] = as_int(c["threads"], "threads", minimum=1, allow_none=True)
     # the values a worker share may take, checked before anything starts or is written
-    requested_gpu_share(config["gpus_per_worker"])
-    for key in ("pop_size", "n_gen"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise UsageError(f"{key} must be a positive integer, got {config[key]!r}")
-    if not isinstance(config["n_clusters"], int) or not 0 <= config["n_clusters"] < config["pop_size"]:
-        raise UsageError(f"n_clusters must be an integer in [0, pop_size), got {config['n_clusters']!r}")
-    if config["max_params"] is not None and not isinstance(config["max_params"], (int, float)):
-        raise UsageError(f"max_params must be a number of millions, got {config['max_params']!r}")
+    requested_gpu_share(c["gpus_per_worker"])
+    return c
 
 
-def run_search(config: dict, resume: bool = False, report=print) -> Path:
-    """Run the search a config describes and write its run folder; returns the folder."""
-    check_config(config)
+def importance_weights(value) -> list[float]:
+    """MOS's two weights [R-Score, Params]: non-negative, not both zero."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise SettingError(f"importance: expected two weights [R-Score, Params] such as [0.5, 0.5], got {value!r}")
+    weights = [as_number(w, "importance", minimum=0) for w in value]
+    if not any(weights):
+        raise SettingError("importance: the two weights must not both be 0")
+    return weights
+
+
+def run_search(config: dict, resume: bool = False, report=print, restart: bool = False,
+               repair_archive: bool = False) -> Path:
+    """Run the search a config describes and write its run folder; returns the folder.
+
+    ``resume`` continues the run in the folder (its settings but the free ones unchanged),
+    ``restart`` starts a new one there (the earlier run's files moved aside); without either
+    a folder holding a run is refused. ``repair_archive`` keeps the readable records of a
+    corrupt archive and moves its other lines aside."""
+    config = check_config(config)
     folder = run_folder(config)
-    archive_path = folder / "archive.jsonl"
-    if resume and not archive_path.exists():
-        raise UsageError(f"nothing to resume: {archive_path} does not exist")
+    check_folder(folder)
+    if resume and restart:
+        raise UsageError("--resume continues the run in the folder and --restart starts a new one: choose one")
+    if repair_archive and not resume:
+        raise UsageError("--repair-archive repairs the archive of a run to resume: add --resume")
+    run = RunFolder(folder)
+    run.refuse_if_in_use()
+    run.check_start(config, SEARCH_DEFAULTS, RESUME_FREE_KEYS, resume, restart)
     # bad input fails here, before anything is written
-    problem = make_problem(archive=archive_path, **{key: config[key] for key in PROBLEM_KEYS})
+    problem = make_problem(**{key: config[key] for key in PROBLEM_KEYS})
     try:
-        return _search(problem, config, folder, report)
+        with run:
+            aside = run.set_aside() if restart else None
+            notes = [f"--restart: the earlier run's files are now in {aside}"] if aside else []
+            notes += run.open_archive(problem.archive, repair_archive)
+            return _search(problem, config, folder, report, notes)
     finally:
         problem.close()
 
 
-def _search(problem, config, folder, report) -> Path:
+def _search(problem, config, folder, report, notes) -> Path:
     """Run the search, its progress lines going to ``report`` and to the run folder's log.txt. A
-    lost Ray worker is logged there too, and raised again naming the archive to resume from."""
+    lost Ray worker or an interrupt is logged there too, a lost worker raised again naming the
+    archive to resume from."""
     algorithm = make_algorithm(config["algorithm"], problem, config["pop_size"], config["n_clusters"],
                                config["importance"], config["n_neighbors"])
-    folder.mkdir(parents=True, exist_ok=True)
     write_yaml(folder / "config.yaml", config)
+    resume_hint = f"every architecture scored so far is in {folder / 'archive.jsonl'}, and --resume continues from there"
     with open(folder / "log.txt", "a") as log:
         def say(line: str):
             report(line)
@@ -151,20 +221,24 @@ def _search(problem, config, folder, report) -> Path:
             log.flush()
 
         try:
-            return _search_and_write_results(problem, algorithm, config, folder, say)
+            return _search_and_write_results(problem, algorithm, config, folder, say, notes)
         except WorkerError as error:
-            message = (f"{error}; every architecture scored before it is in {folder / 'archive.jsonl'}, and "
-                       f"--resume continues from there")
+            message = f"{error}; {resume_hint}"
             log.write(f"error: {message}\n")
             raise WorkerError(message) from error
+        except KeyboardInterrupt:
+            log.write(f"interrupted at {time.strftime('%Y-%m-%d %H:%M:%S')}; {resume_hint}\n")
+            raise
 
 
-def _search_and_write_results(problem, algorithm, config, folder, say) -> Path:
+def _search_and_write_results(problem, algorithm, config, folder, say, notes) -> Path:
     from pymoo.optimize import minimize
 
     say(f"trnas search: {config['algorithm']} on {config['space']}/{config['dataset']}, proxy "
         f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
         f"({problem.scorer.describe()}), seed {config['seed']} -> {folder}")
+    for note in notes:
+        say(note)
     if len(problem.archive):
         usable = len(problem.archive.records_of(problem.proxy_id))
         if usable == len(problem.archive):
@@ -178,7 +252,7 @@ def _search_and_write_results(problem, algorithm, config, folder, say) -> Path:
     problem.calibrate()
     say(f"calibration done in {format_seconds(time.perf_counter() - start)}: {problem.calibration}")
     result = minimize(problem, algorithm, ("n_gen", config["n_gen"]), seed=config["seed"],
-                      callback=Progress(problem, config["n_gen"], say), verbose=False)
+                      callback=Progress(problem, config["n_gen"], say, start), verbose=False)
     wall = time.perf_counter() - start
     scored, reused = problem.n_scored, problem.n_reused  # before the result tables look scores up again
 
