@@ -9,15 +9,7 @@ from pymoo.core.callback import Callback
 
 from evaluation import make_scorer
 from evaluation.evaluators import WorkerError, requested_gpu_share
-from evaluation.settings import (
-    SettingError,
-    as_bool,
-    as_choice,
-    as_int,
-    as_number,
-    as_text,
-    check_known,
-)
+from evaluation.settings import SettingError, as_bool, as_choice, as_int, as_number, as_text, check_known
 from nas_problem import RobustNASProblem, get_space
 from nas_problem.files import check_folder, format_seconds, write_json, write_yaml
 from nas_problem.spaces import SPACES
