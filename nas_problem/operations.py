@@ -90,11 +90,8 @@ class FactorizedReduce(nn.Module):
     their outputs concatenated.
 
     Each runs as a stride-1 1x1 convolution of the pixels it reads (even rows and columns for
-    the first, odd for the second): the same function and parameters, its sums perhaps in
-    another order. On an AVX2 AMD EPYC, oneDNN 3.12 (torch 2.14.1) computes the weight gradient
-    of a strided 1x1 convolution over a channels-last input with fewer than 8 channels wrongly,
-    and with one thread corrupts the heap; the `reference` proxy network has such layers (6
-    channels) and Φ runs channels-last."""
+    the first, odd for the second): the same function and parameters, without the strided
+    kernel whose weight gradient oneDNN gets wrong on some CPUs (docs/platform-notes.md)."""
 
     def __init__(self, c_in, c_out, batchnorm=True, replicas=1):
         super().__init__()
