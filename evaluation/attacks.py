@@ -16,8 +16,10 @@ import torch
 
 from nas_problem.files import write_atomic
 
+from .checkpoints import CheckpointError, load_model, model_cost
+from .datasets import load_dataset
 from .registry import resolve_device
-from .training import CheckpointError, TrainingError, as_int, as_number, load_model, model_cost
+from .settings import TrainingError, as_int, as_number
 
 ATTACK_NAMES = ("fgsm", "pgd20", "pgd100", "cw", "autoattack")
 LABELS = {"clean": "Clean", "fgsm": "FGSM", "pgd20": "PGD-20", "pgd100": "PGD-100", "cw": "CW",
@@ -215,7 +217,6 @@ def _model_names(specs, checkpoints, given) -> list[str]:
 
 
 def _test_set(c: dict, checkpoints: list):
-    from evaluation.datasets import load_dataset
     trained_on = {(ck["config"].get("dataset"), ck["config"].get("data_path")) for ck in checkpoints}
     if c["dataset"] is None:
         if len(trained_on) > 1:

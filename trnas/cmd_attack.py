@@ -25,7 +25,7 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from evaluation.attacks import ATTACK_DEFAULTS, attack_checkpoints
-    from evaluation.training import TrainingError
+    from evaluation.settings import TrainingError
     overrides = list(args.overrides)
     checkpoints = []
     # `--checkpoints a b key=value` swallows the overrides that follow it: hand them back
