@@ -139,6 +139,7 @@ def test_presets_load_and_the_paper_preset_is_the_paper_protocol():
     assert paper["eps"] == pytest.approx(8 / 255) and paper["alpha"] == pytest.approx(2 / 255)
     quick = check_config(load_config("train_quick", [], TRAIN_DEFAULTS))
     assert quick["channels"] <= 8 and quick["layers"] <= 5 and quick["epochs"] <= 5 and quick["n_train"]
+    assert quick["method"] == "pgd"  # quick, but still adversarial training
 
 
 def test_augmentation_is_seeded_and_stays_in_range():
