@@ -16,9 +16,10 @@ import torch
 
 from nas_problem.files import check_folder, make_folder, write_atomic
 
+from .checkpoints import CheckpointError, load_model, model_cost
+from .datasets import load_dataset
 from .runtime import resolve_device
-from .settings import as_int, as_names, as_number
-from .training import CheckpointError, TrainingError, load_model, model_cost
+from .settings import TrainingError, as_int, as_names, as_number
 
 ATTACK_NAMES = ("fgsm", "pgd20", "pgd100", "cw", "autoattack")
 LABELS = {"clean": "Clean", "fgsm": "FGSM", "pgd20": "PGD-20", "pgd100": "PGD-100", "cw": "CW",
@@ -215,7 +216,6 @@ def _model_names(specs, checkpoints, given) -> list[str]:
 
 
 def _test_set(c: dict, checkpoints: list):
-    from evaluation.datasets import load_dataset
     trained_on = {(ck["config"].get("dataset"), ck["config"].get("data_path")) for ck in checkpoints}
     if c["dataset"] is None:
         if len(trained_on) > 1:

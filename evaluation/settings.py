@@ -12,6 +12,11 @@ class SettingError(ValueError):
     """A setting that is unknown, of the wrong type or out of range."""
 
 
+class TrainingError(ValueError):
+    """Bad training input (unknown method, missing architecture, conflicting resume); the base of
+    the checkpoint and attack errors, so one ``except`` reports any of them."""
+
+
 def check_known(config: dict, known, where: str) -> None:
     """Every key of ``config`` must be one of ``known``; a misspelt one gets a suggestion."""
     for key in config:

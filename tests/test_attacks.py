@@ -6,13 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluation.attacks import (ATTACK_NAMES, AttackError, evaluate_model, hrs, markdown_table, markdown_transfer,
-                                parse_attacks, run_attack, make_attack, transfer_matrix)
+from evaluation.attacks import (ATTACK_DEFAULTS, ATTACK_NAMES, AttackError, evaluate_model, hrs, markdown_table,
+                                markdown_transfer, parse_attacks, run_attack, make_attack, transfer_matrix)
 from evaluation.datasets import NormalizedNet, load_dataset
 from evaluation.training import train
 from helpers import RACL, error_line
 from nas_problem import Genotype
 from trnas.cli import main
+from trnas.config import load_config
 
 EPS = 16 / 255  # a digits CNN shrugs off much of 8/255; at 16/255 every L-inf attack must bite clearly
 
@@ -103,6 +104,12 @@ def test_attack_names_are_read_loosely_and_checked():
     assert parse_attacks(None) == list(ATTACK_NAMES)
     with pytest.raises(AttackError, match="unknown attack"):
         parse_attacks("pgd")
+
+
+def test_the_quick_preset_loads_and_leaves_out_the_slow_attacks():
+    quick = load_config("attack_quick", [], ATTACK_DEFAULTS)
+    assert set(parse_attacks(quick["attacks"])) == {"fgsm", "pgd20", "cw"}
+    assert quick["n_examples"] <= 500 and quick["cw_steps"] < ATTACK_DEFAULTS["cw_steps"]
 
 
 def test_tables_are_shaped_like_the_paper():

@@ -8,8 +8,10 @@ import torchattacks
 
 from evaluation.attacks import run_attack
 from evaluation.datasets import load_dataset
-from evaluation.training import (TRAIN_DEFAULTS, TrainingError, augment_batch, check_config, load_model, model_cost,
-                                 resnet18_cifar, resolve_architecture, train)
+from evaluation.architectures import resolve_architecture
+from evaluation.checkpoints import load_model, model_cost, resnet18_cifar
+from evaluation.train_methods import TrainingMethod, augment_batch
+from evaluation.training import TRAIN_DEFAULTS, TrainingError, check_config, train
 from helpers import RACL, error_line
 from nas_problem import Genotype, GenotypeError
 from trnas.cli import main
@@ -137,6 +139,7 @@ def test_presets_load_and_the_paper_preset_is_the_paper_protocol():
     assert paper["eps"] == pytest.approx(8 / 255) and paper["alpha"] == pytest.approx(2 / 255)
     quick = check_config(load_config("train_quick", [], TRAIN_DEFAULTS))
     assert quick["channels"] <= 8 and quick["layers"] <= 5 and quick["epochs"] <= 5 and quick["n_train"]
+    assert quick["method"] == "pgd"  # quick, but still adversarial training
 
 
 def test_augmentation_is_seeded_and_stays_in_range():
@@ -205,7 +208,7 @@ def test_the_training_attack_runs_in_float32_under_mixed_precision(tmp_path, mon
     unattacked); only the model's forward and loss belong under autocast."""
     import evaluation.training as training
     monkeypatch.setattr(training, "use_amp", lambda setting, device: True)  # CPU autocast stands in for CUDA's
-    original = training.Trainer._training_attack
+    original = TrainingMethod.attack
     inside_autocast, forward_precision = [], []
 
     def recording_attack(self, model):
@@ -216,14 +219,14 @@ def test_the_training_attack_runs_in_float32_under_mixed_precision(tmp_path, mon
             return attack(x, y)
         return run
 
-    monkeypatch.setattr(training.Trainer, "_training_attack", recording_attack)
-    original_loss = training.Trainer._loss
+    monkeypatch.setattr(TrainingMethod, "attack", recording_attack)
+    original_loss = TrainingMethod.loss
 
     def recording_loss(self, model, adversarial, x, y, spec):
         forward_precision.append(torch.is_autocast_enabled("cpu"))
         return original_loss(self, model, adversarial, x, y, spec)
 
-    monkeypatch.setattr(training.Trainer, "_loss", recording_loss)
+    monkeypatch.setattr(TrainingMethod, "loss", recording_loss)
     train(dict(TINY, method="pgd", steps=1, epochs=1, n_train=64, eval_n=0, seed=0, out_dir=str(tmp_path)), log=quiet)
     assert inside_autocast and not any(inside_autocast)
     assert forward_precision and all(forward_precision)

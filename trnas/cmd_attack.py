@@ -21,7 +21,7 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from evaluation.attacks import ATTACK_DEFAULTS, attack_checkpoints
-    from evaluation.training import TrainingError
+    from evaluation.settings import TrainingError
     config = load_config(args.config, args.overrides, ATTACK_DEFAULTS)
     try:
         attack_checkpoints(config)
