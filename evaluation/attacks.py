@@ -1,6 +1,6 @@
 """White-box attack evaluation and the transfer (black-box) matrix of trained checkpoints.
 
-Every attack is torchattacks' own (DESIGN §10); models take images in [0, 1] and normalise
+Every attack is torchattacks' own (docs/design.md §10); models take images in [0, 1] and normalise
 inside, so the attacks' ε is in pixel units. Results: a JSON report, a markdown table shaped
 like the TRNAS paper's Table 2 (plus the harmonic robustness score) and, for several
 checkpoints, a markdown transfer matrix like its Tables 4-5.

@@ -12,7 +12,7 @@ GENES_PER_NODE = 4  # input_a, op_a, input_b, op_b
 
 
 class DartsSpace:
-    """The DARTS cell-pair space (DESIGN §3): 32 integers = 2 cells x 4 nodes x
+    """The DARTS cell-pair space (docs/design.md §3): 32 integers = 2 cells x 4 nodes x
     (input_a, op_a, input_b, op_b)."""
 
     name = "darts"

@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 cell space (DESIGN §3): a 4-node cell, 6 edges, 5 operations, and the
+"""The NAS-Bench-201 cell space (docs/design.md §3): a 4-node cell, 6 edges, 5 operations, and the
 standard NB201 macro network (stem, 3 stages of N cells, residual reduction blocks).
 
 Edge order (the decision vector and the string form ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``):

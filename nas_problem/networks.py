@@ -1,5 +1,5 @@
 """Networks built from a DARTS genotype: the evaluation network users train and the two proxy
-networks the R-Score presets score (DESIGN §3), and their sizes. Code that may hold a genotype
+networks the R-Score presets score (docs/design.md §3), and their sizes. Code that may hold a genotype
 of any space asks its space instead (``space_of(genotype)``)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RobustNASProblem: the pymoo Problem of a training-free robust architecture search (DESIGN §4)."""
+"""RobustNASProblem: the pymoo Problem of a training-free robust architecture search (docs/design.md §4)."""
 from __future__ import annotations
 
 import hashlib

@@ -1,5 +1,5 @@
 """Reproduction operators for architecture vectors: sampling, node-block crossover and
-mutation, repair and duplicate elimination, all keeping the parameter budget (DESIGN §7).
+mutation, repair and duplicate elimination, all keeping the parameter budget (docs/design.md §7).
 
 Every operator reads the search space and the budget from the problem pymoo hands its
 ``_do``, so one instance serves any problem and needs none at construction.

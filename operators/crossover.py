@@ -1,4 +1,4 @@
-"""Multi-point crossover that cuts only between node blocks (DESIGN §7)."""
+"""Multi-point crossover that cuts only between node blocks (docs/design.md §7)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Duplicate elimination by architecture, not by vector (DESIGN §3)."""
+"""Duplicate elimination by architecture, not by vector (docs/design.md §3)."""
 from __future__ import annotations
 
 from pymoo.core.duplicate import DuplicateElimination

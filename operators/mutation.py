@@ -1,4 +1,4 @@
-"""Node-block mutation: redraw one input or operation of a node (DESIGN §7)."""
+"""Node-block mutation: redraw one input or operation of a node (docs/design.md §7)."""
 from __future__ import annotations
 
 import numpy as np

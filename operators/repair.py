@@ -1,4 +1,4 @@
-"""Repair: integer, in-bounds, valid and canonically ordered decision vectors (DESIGN §3)."""
+"""Repair: integer, in-bounds, valid and canonically ordered decision vectors (docs/design.md §3)."""
 from __future__ import annotations
 
 import numpy as np

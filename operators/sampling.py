@@ -1,4 +1,4 @@
-"""Initial population: uniform valid architectures inside the parameter budget (DESIGN §7)."""
+"""Initial population: uniform valid architectures inside the parameter budget (docs/design.md §7)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""TRNAS as a pymoo genetic algorithm (paper Algorithm 1, DESIGN §6-§7)."""
+"""TRNAS as a pymoo genetic algorithm (paper Algorithm 1, docs/design.md §6-§7)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Multi-objective selection (MOS, paper §3.4, DESIGN §6): a Tchebycheff ranking keeps the
+"""Multi-objective selection (MOS, paper §3.4, docs/design.md §6): a Tchebycheff ranking keeps the
 best, k-means over the next ones keeps a diverse few."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A straightforward reference implementation of R-Score's raw components (DESIGN §5).
+"""A straightforward reference implementation of R-Score's raw components (docs/design.md §5).
 
 It computes the same quantities as the production :class:`evaluation.rscore.RScore`,
 the obvious way, so that the production path (stacked initialisations in one replicated network,
@@ -88,7 +88,7 @@ def reference_psi(network: nn.Module, images: torch.Tensor, inits: int, generato
 def reference_phi(network: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, beta: float,
                   epsilon: float, gamma: float, similarity: str, generator: torch.Generator,
                   input_range) -> float:
-    """Φ = Σ_i V_i · Θ_i in float64 with plain autograd (DESIGN §5 steps 1-4)."""
+    """Φ = Σ_i V_i · Θ_i in float64 with plain autograd (docs/design.md §5 steps 1-4)."""
     sim = REFERENCE_SIMILARITIES[similarity]
     net = copy.deepcopy(network).double().train()
     images = images.double()

@@ -234,7 +234,7 @@ def test_every_algorithm_runs_and_keeps_the_budget(name):
 
 @pytest.mark.parametrize("name", ["trnas", "nsga2", "moead"])
 def test_design_snippet_with_rscore_is_reproducible(name):
-    """DESIGN §8 with small sizes, for each algorithm: the same seed gives the same front twice
+    """docs/design.md §8 with small sizes, for each algorithm: the same seed gives the same front twice
     on the CPU."""
     fronts = []
     for _ in range(2):

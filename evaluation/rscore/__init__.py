@@ -1,4 +1,4 @@
-"""R-Score, the TRNAS robust proxy (paper §3.3, DESIGN §5): R = Ψ̂^½ · Φ̂.
+"""R-Score, the TRNAS robust proxy (paper §3.3, docs/design.md §5): R = Ψ̂^½ · Φ̂.
 
 Ψ (expressivity, :mod:`.psi`) counts distinct sample-wise ReLU activation patterns of
 randomly initialised networks; Φ (consistency, :mod:`.phi`) compares a clean network on clean

@@ -1,4 +1,4 @@
-"""Φ, consistency under attack (paper §3.3, DESIGN §5): a clean network on clean images
+"""Φ, consistency under attack (paper §3.3, docs/design.md §5): a clean network on clean images
 against a weight- and input-perturbed copy, compared layer by layer after one SGD step each."""
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def fgsm_attack(network, params, images, labels, epsilon, input_range, forward=N
 def phi(network: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, beta: float, epsilon: float,
         gamma: float, similarity: str = "cosine", generator: torch.Generator | None = None,
         input_range=(0.0, 1.0)) -> float:
-    """Φ = Σ_i V_i · Θ_i over every Conv2d/Linear layer call i (DESIGN §5, CRoZe without
+    """Φ = Σ_i V_i · Θ_i over every Conv2d/Linear layer call i (docs/design.md §5, CRoZe without
     its gradient term):
 
     1. θ: PyTorch's default initialisation drawn from ``generator`` (:func:`default_init`;

@@ -1,7 +1,7 @@
 """The R-Score's presets and the checks on its knobs.
 
 ``reference`` reproduces the official TRNAS code (its similarity, network and ε); ``paper``
-follows the paper's text (DESIGN §5). A knob given explicitly overrides its preset's value.
+follows the paper's text (docs/design.md §5). A knob given explicitly overrides its preset's value.
 """
 from __future__ import annotations
 

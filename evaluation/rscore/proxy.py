@@ -116,7 +116,7 @@ class RScore(Proxy):
 def make_rscore(preset: str = "reference", device=None, num_classes: int = 10, mean=CIFAR10_MEAN, std=CIFAR10_STD,
                 similarity=None, network=None, n_images=None, psi_inits=None, beta=None, epsilon=None, gamma=None,
                 normalised_inputs=None) -> RScore:
-    """R-Score with the knobs of ``preset`` ("reference" or "paper", DESIGN §5); any knob
+    """R-Score with the knobs of ``preset`` ("reference" or "paper", docs/design.md §5); any knob
     given explicitly overrides the preset. ``mean``/``std`` are the data set's statistics
     (images arrive in [0, 1])."""
     knobs = preset_knobs(preset, similarity=similarity, network=network, n_images=n_images, psi_inits=psi_inits,

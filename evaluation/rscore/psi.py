@@ -1,4 +1,4 @@
-"""Ψ, expressivity (paper §3.3, DESIGN §5): the number of distinct sample-wise ReLU
+"""Ψ, expressivity (paper §3.3, docs/design.md §5): the number of distinct sample-wise ReLU
 activation patterns of randomly initialised networks, averaged over initialisations."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The R-Score from its components (paper §3.3, DESIGN §5): R = Ψ̂^½ · Φ̂, with log Ψ and
+"""The R-Score from its components (paper §3.3, docs/design.md §5): R = Ψ̂^½ · Φ̂, with log Ψ and
 log Φ rescaled to [1, 100] over a calibration set."""
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ def _owner(network: nn.Module, name: str):
 
 def gaussian_inits(network: nn.Module, inits: int, generator: torch.Generator | None = None) -> dict:
     """``inits`` independent Ψ initialisations, stacked: ``{parameter name: tensor of shape
-    (inits, *shape)}``. Conv/linear weights are drawn N(0, 1) (DESIGN §5), in
+    (inits, *shape)}``. Conv/linear weights are drawn N(0, 1) (docs/design.md §5), in
     ``named_parameters`` order, one ``(inits, *shape)`` draw per tensor from the CPU
     ``generator``; conv/linear biases are 0; normalisation layers get weight 1, bias 0;
     any other parameter keeps its current value in every initialisation."""

@@ -13,7 +13,7 @@ Network: the proxy network of ``preset`` (NB201 network for a NAS-Bench-201 geno
 mode (BatchNorm on batch statistics where the preset has it), inputs in [0, 1] normalised
 inside. Batch: the given images (first ``n_images``). Knobs: ``beta`` (2.0), ``epsilon``
 (8/255, pixel units), ``gamma`` (1e-3) — the paper gives no values; these are R-Score's Φ
-settings (DESIGN §5) and the adversarial-training radius of the benchmarks.
+settings (docs/design.md §5) and the adversarial-training radius of the benchmarks.
 """
 from __future__ import annotations
 
