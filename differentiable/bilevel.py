@@ -136,7 +136,7 @@ class BilevelSearch:
                  f"{len(self.x_a)} for alpha, supernet C={c['channels']} with {c['layers']} cells, "
                  f"{c['epochs']} epochs ({c['warmup_epochs']} warm-up), batch {c['batch_size']}, device "
                  f"{self.device} -> {self.folder}")
-        self.log(f"memory: {self.memory.describe()}")
+        self.log(f"memory: needs {self.memory.describe()}")
 
     def _existing_checkpoint(self) -> dict | None:
         path = self.folder / "checkpoint.pt"

@@ -44,7 +44,7 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         available = "" if self.available_bytes is None else f", {gib(self.available_bytes)} available"
-        return (f"about {gib(self.total_bytes)} needed ({self.activation_bytes_per_image / 2 ** 20:.1f} MiB of "
+        return (f"about {gib(self.total_bytes)} ({self.activation_bytes_per_image / 2 ** 20:.1f} MiB of "
                 f"activations per image x batch {self.batch_size} x {self.graphs} forward passes held at once)"
                 f"{available}")
 
