@@ -30,6 +30,7 @@ from .settings import COMMON_DEFAULTS, RESUME_FREE_KEYS, SearchError, check_comm
 
 CHECKPOINT_FORMAT = 1
 
+
 class Averages:
     """Running means of an epoch's per-batch values, weighted by the batch size."""
 
