@@ -9,12 +9,14 @@
 # Steps and their time limits: machine (30 s), tests (180 s), speed_reference (80 s),
 # speed_paper (60 s) | workers (100 s), default_search (100 s), memory (80 s) -- about 10
 # minutes in all, so on a machine that stops a command after 10 minutes run it in two calls,
-# split at the bar. One more step runs only when named: cpu_scaling (120 s), the `reference`
+# split at the bar. Two more steps run only when named: cpu_scaling (120 s), the `reference`
 # preset on the machine's CPU cores, one architecture at a time on every core against as many
 # at once in process (threads) and on as many Ray workers (scaling beyond 2 cores is
-# unmeasured on the project's own machines). Each step's full output and exit status go to
-# LOG_DIR/gpu_check.log; a slow or failing step costs its limit and the steps after it still
-# run.
+# unmeasured on the project's own machines); and rnas_epoch (240 s), one search epoch of each
+# differentiable search (RNAS-OS max and uniform, RNAS-FD H) at its paper's settings over 1,280
+# images, extrapolated to a whole CIFAR-10 search, its memory estimate beside the peak used.
+# Each step's full output and exit status go to LOG_DIR/gpu_check.log; a slow or failing step
+# costs its limit and the steps after it still run.
 #
 # Run it from the repository root with the project's dependencies importable (an installed
 # checkout, or PYTHONPATH).
@@ -61,4 +63,5 @@ step memory 80 python3 examples/bench_memory.py --device cuda --n 1000 --every 1
 cores=$(nproc)
 step cpu_scaling 120 python3 examples/bench_proxy_speed.py --device cpu --no-reference --n $((3 * cores)) \
     --presets reference --in-flight "$cores" --workers "$cores"
+step rnas_epoch 240 python3 examples/bench_differentiable.py --device cuda --n-images 1280
 echo "== done $(date +%T)" | tee -a "$log"

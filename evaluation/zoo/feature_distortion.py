@@ -1,5 +1,5 @@
 """``feature_distortion``: the training-free form of RNAS's network vulnerability
-(Hou et al., eqs. 3-6). For each cell output z (B × C × H × W) on clean images and z̃ on
+(Qian et al., eqs. 3-6). For each cell output z (B × C × H × W) on clean images and z̃ on
 FGSM images: per image and channel k, the feature distribution is the softmax of the
 channel's H·W values; channel vulnerability F_k = mean over images of KL(p(z_k) ‖ p(z̃_k))
 (eq. 3); cell vulnerability = mean over channels (eqs. 4-5); network vulnerability = mean

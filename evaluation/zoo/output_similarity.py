@@ -1,4 +1,4 @@
-"""``output_similarity``: the training-free form of RNAS-uniform's regulariser (Mok et al.,
+"""``output_similarity``: the training-free form of RNAS-uniform's regulariser (Zhu et al.,
 §3.2-3.3): how similar the network's outputs are on clean images and on "noise examples",
 images with uniform noise U(−ε, ε) per pixel (clipped to [0, 1]). The paper leaves the
 similarity metric f open ("the correlation of two outputs"); here f = Pearson correlation of
