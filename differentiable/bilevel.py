@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluation.datasets import NormalizedNet, load_dataset
-from evaluation.registry import resolve_device
-from evaluation.training import TrainingError, augment_batch
+from evaluation.runtime import resolve_device
+from evaluation.settings import TrainingError
+from evaluation.train_methods import augment_batch
 from nas_problem.files import format_seconds, write_atomic, write_yaml
 from nas_problem.supernet import Supernet
 

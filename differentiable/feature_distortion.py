@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torchattacks
 
-from evaluation.training import as_int
+from evaluation.settings import as_int
 from evaluation.zoo.feature_distortion import channel_kl
 from nas_problem.supernet import Supernet
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
-from evaluation.training import as_int
+from evaluation.settings import as_int
 from evaluation.zoo.output_similarity import pearson_rows
 
 from .bilevel import Averages, BilevelSearch, accuracy

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+import numpy as np
 import torch.nn.functional as F
 
 from nas_problem import count_flops, count_params
@@ -47,7 +47,7 @@ def plot_alpha(record: dict, path: Path, title: str, genotype) -> None:
     import matplotlib.pyplot as plt
     figure, axes = plt.subplots(1, 2, figsize=(11, 5.5))
     for axis, cell, pairs in ((axes[0], "normal", genotype.normal), (axes[1], "reduce", genotype.reduce)):
-        weights = torch.tensor(record[cell]["weights"])
+        weights = np.array(record[cell]["weights"])
         image = axis.imshow(weights, cmap="viridis", vmin=0, aspect="auto")
         axis.set_xticks(range(len(record["ops"])), record["ops"], rotation=45, ha="right", fontsize=8)
         axis.set_yticks(range(len(record["edges"])), record["edges"], fontsize=8)

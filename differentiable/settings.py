@@ -1,7 +1,7 @@
 """The settings every differentiable search shares, their checks, and the error bad input raises."""
 from __future__ import annotations
 
-from evaluation.training import as_int, as_number
+from evaluation.settings import as_int, as_number
 
 
 class SearchError(ValueError):

@@ -51,15 +51,17 @@ def _genotype_from_run(run_dir, pick) -> tuple[Genotype, str]:
         raise TrainingError(f"from_run: no summary.json in {folder} (is it a finished search run folder?)")
     try:
         summary = json.loads(summary_path.read_text())
-        record = summary[pick]
-        genotype = record["genotype"]
+        # a differentiable search ends in one genotype; a training-free one offers picks
+        single = "genotype_json" in summary and pick not in summary
+        genotype = summary["genotype_json"] if single else summary[pick]["genotype"]
     except json.JSONDecodeError as error:
         raise TrainingError(f"{summary_path}: not valid JSON ({error})") from None
     except (KeyError, TypeError):
         raise TrainingError(f"{summary_path} has no {pick!r} genotype") from None
     genotype = Genotype.from_json(genotype) if isinstance(genotype, dict) else Genotype.parse(str(genotype))
-    parts = [p for p in folder.resolve().parts[-3:] if p]
-    return genotype, "-".join(parts + [pick])
+    # the folder's last three names (not the root of a shallow path) name the trained network
+    parts = list(folder.resolve().parts[1:][-3:])
+    return genotype, "-".join(parts if single else parts + [pick])
 
 
 def resolve_architecture(config: dict) -> tuple[str, Genotype | None, str]:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 from bench_proxy_speed import describe_machine  # noqa: E402
 from differentiable import run_differentiable_search  # noqa: E402
-from evaluation.registry import resolve_device  # noqa: E402
+from evaluation.runtime import resolve_device  # noqa: E402
 from nas_problem.files import format_seconds  # noqa: E402
 
 CIFAR10_HALF = 25_000

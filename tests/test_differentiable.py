@@ -3,6 +3,7 @@ is the softmax-weighted sum it is defined as, a one-hot α makes the supernet th
 of its genotype, derivation follows DARTS, the regulariser and the vulnerability vanish on
 identical inputs, the projection finds the nearest feasible point, and a resumed search equals an
 uninterrupted one bit for bit."""
+import json
 import math
 from pathlib import Path
 
@@ -248,3 +249,18 @@ def test_unknown_settings_and_variants_are_refused():
         run_differentiable_search(dict(algorithm="rnas-fd", variant="max"))
     with pytest.raises(SearchError, match="unknown differentiable search"):
         run_differentiable_search(dict(algorithm="darts"))
+
+
+def test_trnas_search_runs_a_differentiable_search_whose_genotype_trnas_train_reads(tmp_path):
+    from trnas.cli import main
+    from evaluation.architectures import resolve_architecture
+    run = tmp_path / "rnas"
+    assert main(["search", "--config", "rnas_os_quick", "variant=uniform", "epochs=1", "warmup_epochs=0",
+                 "n_images=16", f"out_dir={run}"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    arch, genotype, name = resolve_architecture({"from_run": str(run), "pick": "best_rscore"})
+    assert arch == "darts" and genotype == Genotype.parse(summary["genotype"])
+    assert name.endswith("rnas") and not name.startswith("/")
+    assert Genotype.parse((run / "genotype.txt").read_text()) == genotype
+    # a differentiable search has a checkpoint, not an archive: the archive's flags do not apply
+    assert main(["search", "--config", "rnas_os_quick", f"out_dir={run}", "--restart"]) == 2

@@ -20,6 +20,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def user_errors() -> tuple:
     """Exceptions that mean the input was wrong, not the program."""
+    from differentiable import SearchError
     from evaluation.benchmarks import BenchmarkError
     from evaluation.datasets import DatasetError
     from evaluation.registry import ProxyError
@@ -29,7 +30,7 @@ def user_errors() -> tuple:
     from nas_problem.genotype import GenotypeError
     from nas_problem.budget import BudgetError
     return (UsageError, SettingError, GenotypeError, BudgetError, DatasetError, ProxyError, BenchmarkError,
-            ArchiveError, OutputError, FileNotFoundError)
+            ArchiveError, OutputError, SearchError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:

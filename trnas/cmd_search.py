@@ -1,16 +1,20 @@
-"""``trnas search [--config NAME_OR_PATH] [key=value ...] [--resume [--repair-archive] | --restart]``"""
+"""``trnas search [--config NAME_OR_PATH] [key=value ...] [--resume [--repair-archive] | --restart]``
+
+``algorithm=rnas-os`` or ``rnas-fd`` runs a differentiable search (``differentiable``) with its
+own settings instead of the training-free one."""
 from __future__ import annotations
 
 import sys
 
-from .config import add_config_arguments, load_config
+from .config import UsageError, add_config_arguments, load_config, read_config
 from .search import SEARCH_DEFAULTS, run_search
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser("search", help="training-free robust architecture search",
                                    description="Run a training-free multi-objective search and write a run folder.")
-    add_config_arguments(parser, SEARCH_DEFAULTS, "quick, default, paper")
+    add_config_arguments(parser, SEARCH_DEFAULTS, "quick, default, paper, rnas_os_quick, rnas_fd_quick, "
+                                                  "rnas_os_paper, rnas_fd_paper")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in the run folder from its archive (nothing archived is rescored); "
                              "settings other than threads, workers, ray_address and gpus_per_worker must not change")
@@ -23,8 +27,26 @@ def add_parser(subparsers):
     parser.set_defaults(run=run)
 
 
+def chosen_algorithm(args) -> str:
+    loaded, _, overrides = read_config(args.config, args.overrides)
+    return overrides.get("algorithm", loaded.get("algorithm", SEARCH_DEFAULTS["algorithm"]))
+
+
+def run_differentiable(args, algorithm: str) -> int:
+    from differentiable import defaults_for, run_differentiable_search
+    if args.restart or args.repair_archive:
+        raise UsageError(f"algorithm={algorithm} keeps a checkpoint, not an archive: only --resume applies "
+                         "(overwrite=true starts a new run in the folder)")
+    run_differentiable_search(load_config(args.config, args.overrides, defaults_for(algorithm)), resume=args.resume)
+    return 0
+
+
 def run(args) -> int:
+    from differentiable import ALGORITHMS
     from evaluation.evaluators import WorkerError
+    algorithm = chosen_algorithm(args)
+    if algorithm in ALGORITHMS:
+        return run_differentiable(args, algorithm)
     config = load_config(args.config, args.overrides, SEARCH_DEFAULTS)
     try:
         run_search(config, resume=args.resume, restart=args.restart, repair_archive=args.repair_archive)

@@ -55,9 +55,9 @@ def yaml_problem(error: yaml.YAMLError) -> str:
     return f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}" if mark else f"not valid YAML: {what}"
 
 
-def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
-    """Defaults, then the YAML file, then ``key=value`` overrides; every key must be known."""
-    config = dict(defaults)
+def read_config(path: str | None, overrides: list[str]) -> tuple[dict, str, dict]:
+    """(the YAML file's settings, where they came from, the ``key=value`` overrides), unchecked."""
+    loaded, where = {}, ""
     if path:
         resolved = resolve_config_path(path)
         try:
@@ -66,17 +66,22 @@ def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
             raise UsageError(f"{resolved}: {yaml_problem(error)}") from None
         if not isinstance(loaded, dict):
             raise UsageError(f"{resolved}: expected a mapping of keys to values")
-        check_known(loaded, defaults, str(resolved))
-        config.update(loaded)
+        where = str(resolved)
     parsed = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"expected key=value, got {item!r}")
         parsed[key.strip()] = parse_value(value)
+    return loaded, where, parsed
+
+
+def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
+    """Defaults, then the YAML file, then ``key=value`` overrides; every key must be known."""
+    loaded, where, parsed = read_config(path, overrides)
+    check_known(loaded, defaults, where)
     check_known(parsed, defaults, "the command line")
-    config.update(parsed)
-    return config
+    return {**defaults, **loaded, **parsed}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: dict, presets: str = "") -> None:
