@@ -131,7 +131,8 @@ def test_psi_with_batchnorm_matches_and_leaves_the_network_alone():
 
 
 @pytest.mark.parametrize("nan_sign", [False, True])
-@pytest.mark.parametrize("preset", ["reference", "paper"])
+# the paper network's set-of-tuples oracle takes half a minute: run it with -m slow
+@pytest.mark.parametrize("preset", ["reference", pytest.param("paper", marks=pytest.mark.slow)])
 def test_psi_of_a_replicated_network_matches_a_set_of_tuples(preset, nan_sign, monkeypatch):
     """The production path (all initialisations of a chunk in one forward pass of a
     `replicas=k` network, repeated ReLU inputs counted once) against Python sets, for a DARTS
