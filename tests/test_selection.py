@@ -131,7 +131,7 @@ def test_non_finite_objectives_never_survive_over_finite_ones():
     index, survivors = survive(F[:12], n_survive=11, n_clusters=4)
     assert set(index[:9]) == set(range(3, 12))  # all nine finite ones first
     assert list(index[9:]) == [0, 1]  # then non-finite ones, in population order
-    assert list(survivors.get("mos_set")[9:]) == ["nonfinite"] * 2
+    assert list(survivors.get("mos_set")[9:]) == ["flagged"] * 2
     assert np.all(np.isinf(survivors.get("g")[9:]))
 
 
