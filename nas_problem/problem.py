@@ -166,6 +166,17 @@ class RobustNASProblem(Problem):
                    if record["valid"] and self.r_score(record) > 0]
         return nondominated(records, [(-self.r_score(r), r["params"]) for r in records])
 
+    def another_run(self, objective: str | None = None) -> "RobustNASProblem":
+        """A problem on the same scorer, archive and calibration, so nothing is scored twice, with
+        an evaluation log of its own and, when given, another objective form: one per run when
+        several searches share what is scored (``trnas compare``). Closing either closes the
+        shared scorer."""
+        other = RobustNASProblem(self.scorer, self.space, max_params=self.max_params, seed=self.seed,
+                                 n_calibration=self.n_calibration, archive=self.archive,
+                                 expose_constraint=bool(self.n_ieq_constr), objective=objective or self.objective)
+        other.calibration = self.calibration
+        return other
+
     def close(self):
         """Stop the scorer's workers, if any."""
         self.scorer.close()

@@ -8,7 +8,7 @@ import sys
 from .config import UsageError, is_override
 
 # each module defines add_parser(subparsers), whose parser sets `run=callable(args) -> int`
-COMMANDS = ("search", "train", "attack", "correlate", "plot")
+COMMANDS = ("search", "compare", "train", "attack", "correlate", "plot")
 
 
 class OneLineParser(argparse.ArgumentParser):
