@@ -32,6 +32,21 @@ def flagged(pop) -> np.ndarray:
     return marked | ~np.all(np.isfinite(F), axis=1)
 
 
+def spread_along(Fn: np.ndarray, closeness: np.ndarray, n: int) -> np.ndarray:
+    """Positions of ``n`` points of one front spread along it: round robin over ``n`` Tchebycheff
+    weight vectors spread evenly from (1, 0) to (0, 1), each taking its best point not yet taken
+    (equal g: the smaller ``closeness``)."""
+    weights = get_reference_directions("uniform", Fn.shape[1], n_points=max(n, 1))
+    taken = np.zeros(len(Fn), dtype=bool)
+    chosen = []
+    while len(chosen) < n:
+        order = np.lexsort((closeness, tchebycheff(Fn, weights[len(chosen) % len(weights)])))
+        best = order[~taken[order]][0]
+        taken[best] = True
+        chosen.append(best)
+    return np.array(chosen, dtype=int)
+
+
 class MOSSurvival(Survival):
     """The paper's MOS. Keep ``N = n_survive`` of the merged population (2N in TRNAS):
 
@@ -146,10 +161,10 @@ class SpreadMOSSurvival(MOSSurvival):
     and the member nearest a k-means centroid is mostly a dominated one from the inside of
     S_clu. Here instead:
 
-    - S_top (N - e members) takes, round robin over N - e Tchebycheff weight vectors spread
-      evenly from (1, 0) to (0, 1), each vector's best member not yet taken (equal g: the
-      smaller sum of normalised objectives, so the non-dominated one), so both ends of the
-      front and the stretch between survive;
+    - S_top (N - e members) takes the merged population's Pareto fronts in turn, the first
+      front first; the front that does not fit whole is thinned to the slots left by
+      :func:`spread_along` (one member per Tchebycheff weight vector, the vectors spread
+      evenly from (1, 0) to (0, 1)), so its two ends and the stretch between survive;
     - S_clu (the rest, by Pareto rank) is clustered by k-means as in the paper, and from each
       cluster its member of the best Pareto rank survives (equal ranks: the one nearest the
       centroid);
@@ -162,20 +177,19 @@ class SpreadMOSSurvival(MOSSurvival):
         super().__init__(n_clusters, importance=np.ones(n_obj), kmeans_n_init=kmeans_n_init)
 
     def _rank(self, Fn: np.ndarray, n_top: int) -> tuple[np.ndarray, np.ndarray]:
-        rank = NonDominatedSorting().do(Fn, return_rank=True)[1].astype(float)
+        rank = NonDominatedSorting().do(Fn, return_rank=True)[1]
         closeness = Fn.sum(axis=1)
-        weights = get_reference_directions("uniform", Fn.shape[1], n_points=max(n_top, 1))
-        taken = np.zeros(len(Fn), dtype=bool)
         top = []
-        while len(top) < n_top:
-            weight = weights[len(top) % len(weights)]
-            order = np.lexsort((closeness, tchebycheff(Fn, weight)))
-            best = order[~taken[order]][0]
-            taken[best] = True
-            top.append(best)
-        rest = np.flatnonzero(~taken)
+        for front in range(int(rank.max()) + 1):
+            room = n_top - len(top)
+            if room <= 0:
+                break
+            members = np.flatnonzero(rank == front)
+            members = members[np.argsort(closeness[members], kind="stable")]
+            top += list(members if len(members) <= room else members[spread_along(Fn[members], closeness[members], room)])
+        rest = np.setdiff1d(np.arange(len(Fn)), top)
         rest = rest[np.lexsort((closeness[rest], rank[rest]))]
-        return np.concatenate([top, rest]).astype(int), rank
+        return np.concatenate([top, rest]).astype(int), rank.astype(float)
 
     def _representative(self, points: np.ndarray, members: np.ndarray, center: np.ndarray, g: np.ndarray) -> int:
         distance = np.linalg.norm(points[members] - center, axis=1)
