@@ -19,7 +19,7 @@ from selection import MOS_VARIANTS
 
 from .compare_report import write_report
 from .config import UsageError
-from .run_folder import RunFolder
+from .run_folder import RunFolder, logged
 from .search import ALGORITHMS, PROBLEM_KEYS, SEARCH_DEFAULTS, check_config as check_search_config
 from .search import make_algorithm, make_problem
 
@@ -135,18 +135,8 @@ def run_comparison(config: dict, resume: bool = False, restart: bool = False, re
             notes = [f"--restart: the earlier comparison's files are now in {aside}"] if aside else []
             notes += run.open_archive(problem.archive, repair_first=False)
             write_yaml(folder / "config.yaml", config)
-            with open(folder / "log.txt", "a") as log:
-                def say(line: str):
-                    report(line)
-                    log.write(line + "\n")
-                    log.flush()
-
-                try:
-                    _compare(problem, config, folder, say, notes)
-                except KeyboardInterrupt:
-                    log.write(f"interrupted at {time.strftime('%Y-%m-%d %H:%M:%S')}; --resume continues from the "
-                              f"finished runs and the archive\n")
-                    raise
+            with logged(folder, report, "--resume continues from the finished runs and the archive") as say:
+                _compare(problem, config, folder, say, notes)
             return folder
     finally:
         problem.close()

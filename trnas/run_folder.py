@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -217,3 +218,25 @@ def changed_keys(earlier: dict, config: dict, defaults: dict, free) -> list[str]
 def _short(value) -> str:
     text = yaml_text(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+@contextmanager
+def logged(folder: Path, report, resume_hint: str):
+    """``say(line)``: ``report`` it and append it to the folder's log.txt. A lost Ray worker or an
+    interrupt is logged there too, a lost worker raised again with ``resume_hint``, the way on."""
+    from evaluation.evaluators import WorkerError
+    with open(folder / "log.txt", "a") as log:
+        def say(line: str):
+            report(line)
+            log.write(line + "\n")
+            log.flush()
+
+        try:
+            yield say
+        except WorkerError as error:
+            message = f"{error}; {resume_hint}"
+            log.write(f"error: {message}\n")
+            raise WorkerError(message) from error
+        except KeyboardInterrupt:
+            log.write(f"interrupted at {time.strftime('%Y-%m-%d %H:%M:%S')}; {resume_hint}\n")
+            raise

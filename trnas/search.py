@@ -4,11 +4,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 from pymoo.core.callback import Callback
 
 from evaluation import make_scorer
-from evaluation.evaluators import WorkerError, requested_gpu_share
+from evaluation.evaluators import requested_gpu_share
 from evaluation.settings import SettingError, as_bool, as_choice, as_int, as_number, as_text, check_known
 from nas_problem import OBJECTIVES, RobustNASProblem, get_space
 from nas_problem.files import check_folder, format_seconds, write_json, write_yaml
@@ -16,7 +15,7 @@ from nas_problem.spaces import SPACES
 from selection import MOS_VARIANTS
 
 from .config import UsageError
-from .run_folder import RunFolder
+from .run_folder import RunFolder, logged
 from .runs import describe, mark_front, plot_run, write_table
 
 ALGORITHMS = ("trnas", "nsga2", "moead", "random")
@@ -209,28 +208,13 @@ def run_search(config: dict, resume: bool = False, report=print, restart: bool =
 
 
 def _search(problem, config, folder, report, notes) -> Path:
-    """Run the search, its progress lines going to ``report`` and to the run folder's log.txt. A
-    lost Ray worker or an interrupt is logged there too, a lost worker raised again naming the
-    archive to resume from."""
+    """Run the search, its progress lines going to ``report`` and to the run folder's log.txt."""
     algorithm = make_algorithm(config["algorithm"], problem, config["pop_size"], config["n_clusters"],
                                config["importance"], config["n_neighbors"], config["mos"])
     write_yaml(folder / "config.yaml", config)
     resume_hint = f"every architecture scored so far is in {folder / 'archive.jsonl'}, and --resume continues from there"
-    with open(folder / "log.txt", "a") as log:
-        def say(line: str):
-            report(line)
-            log.write(line + "\n")
-            log.flush()
-
-        try:
-            return _search_and_write_results(problem, algorithm, config, folder, say, notes)
-        except WorkerError as error:
-            message = f"{error}; {resume_hint}"
-            log.write(f"error: {message}\n")
-            raise WorkerError(message) from error
-        except KeyboardInterrupt:
-            log.write(f"interrupted at {time.strftime('%Y-%m-%d %H:%M:%S')}; {resume_hint}\n")
-            raise
+    with logged(folder, report, resume_hint) as say:
+        return _search_and_write_results(problem, algorithm, config, folder, say, notes)
 
 
 def _search_and_write_results(problem, algorithm, config, folder, say, notes) -> Path:
