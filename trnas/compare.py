@@ -168,7 +168,8 @@ def _compare(problem, config: dict, folder: Path, say, notes: list[str]):
         else:
             clock.skip(config["evaluations"])
         runs.append(finished)
-        write_report(folder, problem, config, runs)
+        if position % len(contenders) == 0:  # a seed done: every algorithm in the report has as many runs
+            write_report(folder, problem, config, runs)
     say(f"done: {len(plan)} runs; table in {folder / 'table.md'}, plots hypervolume.png and fronts.png")
     for line in (folder / "table.md").read_text().splitlines():
         say(line)
