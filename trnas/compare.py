@@ -21,7 +21,7 @@ from .compare_report import write_report
 from .config import UsageError
 from .run_folder import RunFolder, logged
 from .search import ALGORITHMS, PROBLEM_KEYS, SEARCH_DEFAULTS, check_config as check_search_config
-from .search import make_algorithm, make_problem
+from .search import make_algorithm, make_problem, reuse_and_calibrate
 
 DEFAULT_CONTENDERS = ["trnas/spread/inverse", "trnas/spread/neglog", "trnas/paper/inverse", "trnas/paper/neglog",
                       "nsga2", "moead", "random"]
@@ -150,11 +150,7 @@ def _compare(problem, config: dict, folder: Path, say, notes: list[str]):
         f"budget {config['max_params']} M, device {problem.device} ({problem.scorer.describe()}) -> {folder}")
     for note in notes:
         say(note)
-    started = time.perf_counter()
-    say(f"calibrating R-Score normalisation on {problem.n_calibration} random architectures ...")
-    problem.calibrate()
-    say(f"calibration done in {format_seconds(time.perf_counter() - started)}: {problem.calibration}")
-    clock = Clock(config["evaluations"] * len(plan))
+    clock = Clock(config["evaluations"] * len(plan), started=reuse_and_calibrate(problem, say))
     runs = []
     for position, (seed, contender) in enumerate(plan, start=1):
         path = folder / "runs" / contender.run_file(seed)
@@ -205,13 +201,13 @@ def _run(problem, contender: Contender, seed: int, config: dict, progress: "Prog
 
 
 class Clock:
-    """Elapsed time of the comparison and its ETA, by the time per evaluation of the runs this
-    session ran (runs kept from before cost nothing and count as done)."""
+    """Elapsed time of the comparison since ``started`` (calibration included) and its ETA, by
+    the time per evaluation of the runs this session ran (runs kept from before cost nothing and
+    count as done)."""
 
-    def __init__(self, total: int):
-        self.total, self.done = total, 0
+    def __init__(self, total: int, started: float):
+        self.total, self.done, self.started = total, 0, started
         self.worked_evaluations, self.worked_seconds = 0, 0.0
-        self.started = time.perf_counter()
 
     def skip(self, evaluations: int):
         self.done += evaluations

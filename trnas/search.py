@@ -217,14 +217,9 @@ def _search(problem, config, folder, report, notes) -> Path:
         return _search_and_write_results(problem, algorithm, config, folder, say, notes)
 
 
-def _search_and_write_results(problem, algorithm, config, folder, say, notes) -> Path:
-    from pymoo.optimize import minimize
-
-    say(f"trnas search: {config['algorithm']} on {config['space']}/{config['dataset']}, proxy "
-        f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
-        f"({problem.scorer.describe()}), seed {config['seed']} -> {folder}")
-    for note in notes:
-        say(note)
+def reuse_and_calibrate(problem, say) -> float:
+    """Say how much of the archive the problem reuses, then calibrate it, saying so; returns
+    when the calibration began (a run's elapsed time counts it)."""
     if len(problem.archive):
         usable = len(problem.archive.records_of(problem.proxy_id))
         if usable == len(problem.archive):
@@ -237,6 +232,18 @@ def _search_and_write_results(problem, algorithm, config, folder, say, notes) ->
     say(f"calibrating R-Score normalisation on {problem.n_calibration} random architectures ...")
     problem.calibrate()
     say(f"calibration done in {format_seconds(time.perf_counter() - start)}: {problem.calibration}")
+    return start
+
+
+def _search_and_write_results(problem, algorithm, config, folder, say, notes) -> Path:
+    from pymoo.optimize import minimize
+
+    say(f"trnas search: {config['algorithm']} on {config['space']}/{config['dataset']}, proxy "
+        f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
+        f"({problem.scorer.describe()}), seed {config['seed']} -> {folder}")
+    for note in notes:
+        say(note)
+    start = reuse_and_calibrate(problem, say)
     result = minimize(problem, algorithm, ("n_gen", config["n_gen"]), seed=config["seed"],
                       callback=Progress(problem, config["n_gen"], say, start), verbose=False)
     wall = time.perf_counter() - start
