@@ -32,5 +32,5 @@ def _version() -> str:
 
 
 __version__ = _version()
-__all__ = ["Genotype", "RobustNASProblem", "make_problem", "default_operators", "MOSSurvival", "SpreadMOSSurvival", "TRNASAlgorithm",
-           "available_proxies", "get_proxy", "proxy"]
+__all__ = ["Genotype", "RobustNASProblem", "make_problem", "default_operators", "MOSSurvival", "SpreadMOSSurvival",
+           "TRNASAlgorithm", "available_proxies", "get_proxy", "proxy"]
