@@ -10,9 +10,11 @@ from .nb201 import NB201Genotype, NB201Space
 from .spaces import PROXY_PRESETS, SPACES, SearchSpace, get_space, space_of
 from .budget import BudgetError, check_budget, fits_budget
 from .archive import Archive
-from .problem import RobustNASProblem, Scorer
+from .front import nondominated
+from .problem import FLAGGED_OBJECTIVE, OBJECTIVES, RobustNASProblem, Scorer
 
 __all__ = ["DARTS_OPS", "Genotype", "GenotypeError", "load_genotypes", "DartsNetwork",
            "build_evaluation_network", "build_proxy_network", "count_flops", "count_params",
            "DartsSpace", "NB201Genotype", "NB201Space", "PROXY_PRESETS", "SPACES", "SearchSpace", "get_space",
-           "space_of", "BudgetError", "check_budget", "fits_budget", "Archive", "RobustNASProblem", "Scorer"]
+           "space_of", "BudgetError", "check_budget", "fits_budget", "Archive", "FLAGGED_OBJECTIVE", "OBJECTIVES", "RobustNASProblem", "Scorer",
+           "nondominated"]

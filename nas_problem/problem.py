@@ -11,12 +11,19 @@ from pymoo.core.problem import Problem
 
 from .archive import Archive
 from .budget import check_budget, fits_budget
+from .front import nondominated
 from .genotype import Genotype
 from .spaces import get_space
 
-# a flagged architecture (non-finite proxy value) gets an inverse score worse than any valid one:
-# R-Score lies in [1, 1000], so 1 / R-Score lies in [0.001, 1]
-FLAGGED_INVERSE_SCORE = 2.0
+# the first objective as a function of the score: the paper's 1 / R-Score, or −log R-Score,
+# which spreads high scores as evenly as low ones
+OBJECTIVES = {"inverse": lambda score: 1.0 / score, "neglog": lambda score: -np.log(score)}
+
+# every objective of a flagged architecture (no valid score): worse than any valid value, so
+# every valid architecture dominates it (NSGA-II ranks it last, MOEA/D never lets it replace a
+# valid one), yet finite, so decompositions with a zero weight and crowding distances stay
+# numbers. MOS leaves it out by its "flagged" mark.
+FLAGGED_OBJECTIVE = float(np.finfo(float).max)
 
 
 class Scorer(Protocol):
@@ -39,7 +46,7 @@ class Scorer(Protocol):
 
 class RobustNASProblem(Problem):
     """Minimise ``[1 / R-Score, Params]`` over a search space, Params in millions of parameters
-    of the evaluation network.
+    of the evaluation network (``objective="neglog"``: ``[−log R-Score, Params]``).
 
     ``scorer`` scores the architectures (:class:`Scorer`: in process, or on Ray workers, as
     ``evaluation.make_scorer`` chose); ``trnas.make_problem`` builds both from a search config in
@@ -51,10 +58,14 @@ class RobustNASProblem(Problem):
     or an :class:`Archive`), which doubles as a cache. Each architecture's proxy seed depends on
     the search seed and the architecture alone, so scores do not depend on the scorer's order,
     batching or workers.
+
+    An architecture without a valid score is flagged: it gets ``FLAGGED_OBJECTIVE`` in every
+    objective and the output ``flagged``. ``evaluated`` lists the key of every architecture
+    evaluated through pymoo, in order, and :meth:`elitist_front` is what they found.
     """
 
     def __init__(self, scorer: Scorer, space="darts", max_params=6.0, seed=0, n_calibration=64, archive=None,
-                 expose_constraint=False, include_none=False):
+                 expose_constraint=False, include_none=False, objective="inverse"):
         self.scorer = scorer
         self.proxy = scorer.proxy
         self.device = scorer.device
@@ -63,6 +74,9 @@ class RobustNASProblem(Problem):
         self.max_params = None if max_params is None else float(max_params)
         self.seed = int(seed)
         self.n_calibration = int(n_calibration)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        self.objective = objective
         check_budget(self)
         identity = {**scorer.identity, "seed": self.seed, "space": self.space.name}
         self.proxy_id = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -70,6 +84,8 @@ class RobustNASProblem(Problem):
         self.calibration = None
         self.n_scored = 0
         self.n_reused = 0
+        # clear it to start another run on the same problem (trnas compare does)
+        self.evaluated: list[str] = []
         super().__init__(n_var=self.space.n_var, n_obj=2, n_ieq_constr=1 if expose_constraint else 0,
                          xl=self.space.xl, xu=self.space.xu, vtype=int)
 
@@ -130,15 +146,36 @@ class RobustNASProblem(Problem):
         self.calibrate()
         genotypes = [self.space.decode(x) for x in X]
         records = self.score_genotypes(genotypes)
+        self.evaluated += [record["key"] for record in records]
         scores = np.array([self.r_score(r) for r in records])
-        params = np.array([r["params"] for r in records])
+        params = np.array([r["params"] for r in records], dtype=float)
         flagged = ~np.isfinite(scores) | (scores <= 0)
-        inverse = np.where(flagged, FLAGGED_INVERSE_SCORE, 1.0 / np.where(flagged, 1.0, scores))
-        # a flagged architecture must not sit on the front by being small: it also gets the worst size
-        worst_params = 2 * (self.max_params or params.max(initial=1.0))
-        out["F"] = np.column_stack([inverse, np.where(flagged, worst_params, params)])
+        first = OBJECTIVES[self.objective](np.where(flagged, 1.0, scores))
+        out["F"] = np.where(flagged[:, None], FLAGGED_OBJECTIVE, np.column_stack([first, params]))
+        out["flagged"] = flagged
         if self.n_ieq_constr:
             out["G"] = (params - (self.max_params if self.max_params is not None else np.inf)).reshape(-1, 1)
+
+    def elitist_front(self, n_evaluations: int | None = None) -> list[dict]:
+        """Archive records of the non-dominated set, in R-Score and Params, of every valid
+        architecture in ``evaluated`` (its first ``n_evaluations`` when given), by Params: what
+        the search found, whichever of it its final population kept. The calibration sample
+        is not part of it: it is no evaluation of the search."""
+        keys = dict.fromkeys(self.evaluated[:n_evaluations])
+        records = [record for record in (self.archive.get(self.proxy_id, key) for key in keys)
+                   if record["valid"] and self.r_score(record) > 0]
+        return nondominated(records, [(-self.r_score(r), r["params"]) for r in records])
+
+    def another_run(self, objective: str | None = None) -> "RobustNASProblem":
+        """A problem on the same scorer, archive and calibration, so nothing is scored twice, with
+        an evaluation log of its own and, when given, another objective form: one per run when
+        several searches share what is scored (``trnas compare``). Closing either closes the
+        shared scorer."""
+        other = RobustNASProblem(self.scorer, self.space, max_params=self.max_params, seed=self.seed,
+                                 n_calibration=self.n_calibration, archive=self.archive,
+                                 expose_constraint=bool(self.n_ieq_constr), objective=objective or self.objective)
+        other.calibration = self.calibration
+        return other
 
     def close(self):
         """Stop the scorer's workers, if any."""

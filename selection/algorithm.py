@@ -9,7 +9,11 @@ from pymoo.util.display.multi import MultiObjectiveOutput
 from nas_problem.budget import check_budget
 from operators import BudgetSampling, CanonicalDuplicateElimination, NodeCrossover, NodeMutation, NodeRepair
 
-from .mos import MOSSurvival
+from .mos import MOSSurvival, SpreadMOSSurvival
+
+# the survivals `mos=` names: the paper's MOS as published, or the variant that keeps the front's width
+MOS_VARIANTS = {"paper": lambda n_clusters, importance: MOSSurvival(n_clusters, importance),
+                "spread": lambda n_clusters, importance: SpreadMOSSurvival(n_clusters, n_obj=len(importance))}
 
 
 def _g_of(individual) -> float:
@@ -40,14 +44,18 @@ class TRNASAlgorithm(GeneticAlgorithm):
     survival once as well (every member survives), which gives it the g that the first
     tournaments compare. Operators read the search space and budget from the problem at run
     time, so ``TRNASAlgorithm(pop_size=50, n_clusters=20)`` works on any architecture
-    problem; ``sampling``, ``selection``, ``crossover``, ``mutation``, ``repair``,
+    problem. ``mos="paper"`` is MOS as published (:class:`MOSSurvival`, weighted by
+    ``importance``), ``mos="spread"`` the variant that keeps the front's width
+    (:class:`SpreadMOSSurvival`, which needs no importance); ``sampling``, ``selection``, ``crossover``, ``mutation``, ``repair``,
     ``survival`` and ``eliminate_duplicates`` may be replaced by keyword."""
 
-    def __init__(self, pop_size: int = 50, n_clusters: int = 20, importance=(0.5, 0.5), sampling=None,
+    def __init__(self, pop_size: int = 50, n_clusters: int = 20, importance=(0.5, 0.5), mos="paper", sampling=None,
                  selection=None, crossover=None, mutation=None, repair=None, survival=None,
                  eliminate_duplicates=None, n_offsprings=None, output=None, **kwargs):
         if int(pop_size) != pop_size or pop_size < 1:
             raise ValueError(f"pop_size must be a positive integer, got {pop_size}")
+        if survival is None and mos not in MOS_VARIANTS:
+            raise ValueError(f"mos must be one of {', '.join(MOS_VARIANTS)}, got {mos!r}")
         # a duplicate elimination made here is bound to each problem's space in _setup
         self._binds_duplicates = eliminate_duplicates is None
         super().__init__(
@@ -57,7 +65,7 @@ class TRNASAlgorithm(GeneticAlgorithm):
             crossover=crossover if crossover is not None else NodeCrossover(),
             mutation=mutation if mutation is not None else NodeMutation(),
             repair=repair if repair is not None else NodeRepair(),
-            survival=survival if survival is not None else MOSSurvival(n_clusters, importance),
+            survival=survival if survival is not None else MOS_VARIANTS[mos](n_clusters, importance),
             eliminate_duplicates=(eliminate_duplicates if eliminate_duplicates is not None
                                   else CanonicalDuplicateElimination()),
             n_offsprings=n_offsprings,
@@ -67,6 +75,7 @@ class TRNASAlgorithm(GeneticAlgorithm):
         )
         self.n_clusters = n_clusters
         self.importance = importance
+        self.mos = mos
 
     def _setup(self, problem, **kwargs):
         if not hasattr(problem, "space"):

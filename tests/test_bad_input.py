@@ -138,7 +138,7 @@ BAD_INPUT = [
     ("budget below every architecture", "search {tiny} max_params=0.01 out_dir={out}", None,
      "below the smallest architecture"),
     ("unknown algorithm", "search {tiny} algorithm=sgd out_dir={out}", None,
-     "algorithm: expected one of trnas, nsga2, moead, got 'sgd'"),
+     "algorithm: expected one of trnas, nsga2, moead, random, got 'sgd'"),
     ("unknown space", "search {tiny} space=resnet out_dir={out}", None, "space: expected one of darts, nb201"),
     ("unknown key", "search {tiny} colour=blue out_dir={out}", None, "unknown config key 'colour'"),
     ("misspelt key", "search {tiny} popsize=6 out_dir={out}", None, "did you mean 'pop_size'?"),
@@ -428,12 +428,15 @@ def test_progress_elapsed_counts_calibration_and_a_resumed_runs_eta_only_the_gen
     class Problem:
         n_scored = n_reused = 0
 
-    class Algorithm:
-        class pop:
-            @staticmethod
-            def get(_):
-                return np.array([[0.01, 1.0]])
+        @staticmethod
+        def elitist_front():
+            return [{"r_score": 100.0}]
 
+        @staticmethod
+        def r_score(record):
+            return record["r_score"]
+
+    class Algorithm:
         class evaluator:
             n_eval = 4
 

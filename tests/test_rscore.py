@@ -2,13 +2,14 @@ import copy
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from evaluation import ProxyError, get_proxy, load_dataset, proxy_batch
-from evaluation.rscore import (default_init, gaussian_inits, normalise_over_set, phi, psi, relu_neurons, stateless,
-                               use_shift_pools)
+from evaluation.rscore import (default_init, gaussian_inits, normalise_over_set, phi, psi, relu_neurons, rescale,
+                               rscore_value, stateless, use_shift_pools)
 from evaluation.rscore.patterns import PatternSet, count_distinct, pack_weights, pattern_words
 from nas_problem import Genotype, build_proxy_network, load_genotypes
 
@@ -331,14 +332,35 @@ def test_normalisation_by_hand():
     expected = [1.0 * 1.0, math.sqrt(50.5) * 50.5, 10.0 * 100.0]
     assert [scorer.score(c, calibration) for c in components] == pytest.approx(expected)
     assert normalise_over_set(components) == pytest.approx(expected)
-    # outside the calibration range: clipped to [1, 100]
-    assert scorer.score({"psi": math.e ** 9, "phi": math.e ** -4}, calibration) == pytest.approx(10.0 * 1.0)
+    # above the calibration range: the same line, no ceiling (log Ψ = 9 is t = 4, log Φ = 2.5 is t = 2)
+    assert scorer.score({"psi": math.e ** 9, "phi": math.e ** 2.5}, calibration) == pytest.approx(
+        math.sqrt(1 + 99 * 4) * (1 + 99 * 2))
+    # below it: 1 / (1 − 99·t), positive (log Φ = −4 is t = −4.5)
+    assert scorer.score({"psi": math.e ** 1, "phi": math.e ** -4}, calibration) == pytest.approx(1 / (1 + 99 * 4.5))
     # no calibration: the raw product
     assert scorer.score({"psi": 16.0, "phi": 3.0}, None) == pytest.approx(12.0)
-    # one distinct calibration value: a step with the value itself at the midpoint
+    # one distinct calibration value: t in natural-log units from it
     flat = scorer.calibrate(components[:1])
-    assert scorer.score(components[0], flat) == pytest.approx(math.sqrt(50.5) * 50.5)
-    assert scorer.score(components[2], flat) == pytest.approx(10.0 * 100.0)
+    assert scorer.score(components[0], flat) == pytest.approx(1.0)
+    assert scorer.score(components[2], flat) == pytest.approx(math.sqrt(1 + 99 * 2) * (1 + 99 * 1))
+
+
+def test_no_tie_above_the_calibration_range_and_strictly_increasing_everywhere():
+    calibration = {"log_psi": [1.0, 3.0], "log_phi": [0.5, 1.5]}
+    logs = np.unique(np.concatenate([np.linspace(-40, 60, 397), [1.0, 3.0, 0.5, 1.5]]))
+    psi_scaled = [rescale(v, calibration["log_psi"]) for v in logs]
+    assert all(value > 0 for value in psi_scaled)
+    assert np.all(np.diff(psi_scaled) > 0)
+    # the two calibration maxima and everything above them stay apart, in Ψ and in Φ alike
+    high = [rscore_value({"psi": math.exp(p), "phi": math.exp(1.5)}, calibration) for p in (3.0, 3.5, 10.0, 50.0)]
+    assert np.all(np.diff(high) > 0)
+    high = [rscore_value({"psi": math.exp(3.0), "phi": math.exp(f)}, calibration) for f in (1.5, 2.0, 9.0)]
+    assert np.all(np.diff(high) > 0)
+    # smooth at the bottom of the range: the two pieces meet with the same slope
+    step = 1e-7
+    below = (rescale(1.0, (1.0, 3.0)) - rescale(1.0 - step, (1.0, 3.0))) / step
+    above = (rescale(1.0 + step, (1.0, 3.0)) - rescale(1.0, (1.0, 3.0))) / step
+    assert below == pytest.approx(above, rel=1e-4) == pytest.approx(49.5, rel=1e-4)
 
 
 @pytest.mark.parametrize("bad", [{"psi": float("nan"), "phi": 2.0}, {"psi": 5.0, "phi": float("inf")},

@@ -6,7 +6,7 @@ from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
 
 from helpers import CheapArchitectureProblem
-from selection import MOSSurvival, TRNASAlgorithm, compare_by_g
+from selection import MOSSurvival, SpreadMOSSurvival, TRNASAlgorithm, compare_by_g
 
 
 TWO_OBJECTIVES = Problem(n_var=1, n_obj=2, xl=0.0, xu=1.0)
@@ -131,7 +131,7 @@ def test_non_finite_objectives_never_survive_over_finite_ones():
     index, survivors = survive(F[:12], n_survive=11, n_clusters=4)
     assert set(index[:9]) == set(range(3, 12))  # all nine finite ones first
     assert list(index[9:]) == [0, 1]  # then non-finite ones, in population order
-    assert list(survivors.get("mos_set")[9:]) == ["nonfinite"] * 2
+    assert list(survivors.get("mos_set")[9:]) == ["flagged"] * 2
     assert np.all(np.isinf(survivors.get("g")[9:]))
 
 
@@ -196,3 +196,50 @@ def test_trnas_rejects_problems_it_cannot_search():
         minimize(CheapArchitectureProblem(max_params=0.5), TRNASAlgorithm(pop_size=4, n_clusters=1), ("n_gen", 1))
     with pytest.raises(TypeError, match="search space"):
         minimize(TWO_OBJECTIVES, TRNASAlgorithm(pop_size=4, n_clusters=1), ("n_gen", 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# the spread variant
+# ----------------------------------------------------------------------------------------------
+def spread(F, n_survive, n_clusters, seed=0):
+    survivors = SpreadMOSSurvival(n_clusters=n_clusters).do(
+        TWO_OBJECTIVES, population(F), n_survive=n_survive, random_state=np.random.default_rng(seed))
+    return survivors.get("X")[:, 0].astype(int), survivors
+
+
+# a front of 9 from (0, 1) to (1, 0), and 9 dominated points behind its middle
+FRONT = [[i / 8, (1 - i / 8) ** 2] for i in range(9)]
+BEHIND = [[0.6 + 0.01 * i, 0.6 + 0.01 * i] for i in range(9)]
+
+
+def test_paper_mos_keeps_the_middle_and_drops_both_ends_of_the_front():
+    index, survivors = survive(FRONT + BEHIND, n_survive=6, n_clusters=0)
+    assert 0 not in index and 8 not in index
+    assert set(index) & set(range(9, 18))  # a dominated point survives over the front's ends
+
+
+def test_spread_keeps_both_ends_and_the_front_before_anything_dominated():
+    index, survivors = spread(FRONT + BEHIND, n_survive=6, n_clusters=0)
+    assert {0, 8} <= set(index) and set(index) <= set(range(9))
+    assert np.all(survivors.get("g") == 0)  # g is the Pareto rank
+    index, survivors = spread(FRONT + BEHIND, n_survive=9, n_clusters=0)
+    assert sorted(index) == list(range(9))
+
+
+def test_spread_keeps_from_each_cluster_its_best_ranked_member():
+    # S_top takes the two ends; two clusters remain, each a dominated point at its centroid and a
+    # non-dominated one beside it
+    F = [[0.0, 1.0], [1.0, 0.0], [0.3, 0.62], [0.31, 0.61], [0.62, 0.3], [0.61, 0.31], [0.3, 0.6], [0.6, 0.3]]
+    index, survivors = spread(F, n_survive=4, n_clusters=2)
+    assert set(index[survivors.get("mos_set") == "top"]) == {0, 1}
+    assert set(index[survivors.get("mos_set") == "cluster"]) == {6, 7}
+
+
+def test_trnas_with_the_spread_selection_runs_and_is_reproducible():
+    problem = CheapArchitectureProblem(max_params=3.0)
+    runs = [minimize(problem, TRNASAlgorithm(pop_size=8, n_clusters=3, mos="spread"), ("n_gen", 3), seed=4)
+            for _ in range(2)]
+    assert np.array_equal(runs[0].pop.get("X"), runs[1].pop.get("X"))
+    assert set(runs[0].pop.get("mos_set")) == {"top", "cluster"}
+    with pytest.raises(ValueError, match="mos must be one of paper, spread"):
+        TRNASAlgorithm(mos="fancy")

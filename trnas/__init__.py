@@ -8,7 +8,7 @@ data sets, training, attacks).
 from evaluation import available_proxies, get_proxy, proxy
 from nas_problem import Genotype, RobustNASProblem
 from operators import default_operators
-from selection import MOSSurvival, TRNASAlgorithm
+from selection import MOSSurvival, SpreadMOSSurvival, TRNASAlgorithm
 
 from .search import make_problem
 
@@ -32,5 +32,5 @@ def _version() -> str:
 
 
 __version__ = _version()
-__all__ = ["Genotype", "RobustNASProblem", "make_problem", "default_operators", "MOSSurvival", "TRNASAlgorithm",
-           "available_proxies", "get_proxy", "proxy"]
+__all__ = ["Genotype", "RobustNASProblem", "make_problem", "default_operators", "MOSSurvival", "SpreadMOSSurvival",
+           "TRNASAlgorithm", "available_proxies", "get_proxy", "proxy"]

@@ -8,7 +8,7 @@ import sys
 from .config import UsageError, is_override
 
 # each module defines add_parser(subparsers), whose parser sets `run=callable(args) -> int`
-COMMANDS = ("search", "train", "attack", "correlate", "plot")
+COMMANDS = ("search", "compare", "train", "attack", "correlate", "plot")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -67,12 +67,17 @@ def parse(argv) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    from evaluation.evaluators import WorkerError
     try:
         args = parse(argv)
     except SystemExit as exit:  # --help, or an argument error already reported in one line
         return exit.code or 0
     try:
         return args.run(args) or 0
+    except WorkerError as error:
+        # not bad input (exit 2), and no traceback: what was scored is archived and reusable
+        print(f"trnas {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except user_errors() as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"trnas {args.command}: error: {message}", file=sys.stderr)

@@ -4,9 +4,7 @@
 own settings instead of the training-free one."""
 from __future__ import annotations
 
-import sys
-
-from .config import UsageError, add_config_arguments, load_config, read_config
+from .config import UsageError, add_config_arguments, add_run_folder_arguments, load_config, read_config
 from .search import SEARCH_DEFAULTS, run_search
 
 
@@ -15,12 +13,9 @@ def add_parser(subparsers):
                                    description="Run a training-free multi-objective search and write a run folder.")
     add_config_arguments(parser, SEARCH_DEFAULTS, "quick, default, paper, rnas_os_quick, rnas_fd_quick, "
                                                   "rnas_os_paper, rnas_fd_paper")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in the run folder from its archive (nothing archived is rescored); "
-                             "settings other than threads, workers, ray_address and gpus_per_worker must not change")
-    parser.add_argument("--restart", action="store_true",
-                        help="start a new run in a folder that holds one, moving the earlier run's files to "
-                             "RUN_FOLDER/previous-N")
+    add_run_folder_arguments(parser, "continue the run in the run folder from its archive (nothing archived is "
+                                     "rescored); settings other than threads, workers, ray_address and "
+                                     "gpus_per_worker must not change")
     parser.add_argument("--repair-archive", action="store_true",
                         help="with --resume: keep every readable record of a corrupt archive.jsonl and move its other "
                              "lines to archive.unreadable-N.jsonl beside it")
@@ -43,15 +38,9 @@ def run_differentiable(args, algorithm: str) -> int:
 
 def run(args) -> int:
     from differentiable import ALGORITHMS
-    from evaluation.evaluators import WorkerError
     algorithm = chosen_algorithm(args)
     if algorithm in ALGORITHMS:
         return run_differentiable(args, algorithm)
     config = load_config(args.config, args.overrides, SEARCH_DEFAULTS)
-    try:
-        run_search(config, resume=args.resume, restart=args.restart, repair_archive=args.repair_archive)
-    except WorkerError as error:
-        # not bad input (exit 2), and no traceback: what was scored is archived and reusable
-        print(f"trnas search: error: {error}", file=sys.stderr)
-        return 1
+    run_search(config, resume=args.resume, restart=args.restart, repair_archive=args.repair_archive)
     return 0

@@ -96,6 +96,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: dict, preset
     parser.epilog = f"keys and their defaults (values are read as YAML):\n{keys}"
 
 
+def add_run_folder_arguments(parser: argparse.ArgumentParser, resume_help: str, what: str = "run") -> None:
+    """``--resume`` (what it keeps is ``resume_help``) and ``--restart`` of a command that writes a run folder."""
+    parser.add_argument("--resume", action="store_true", help=resume_help)
+    parser.add_argument("--restart", action="store_true",
+                        help=f"start a new {what} in a folder that holds one, moving the earlier {what}'s files to "
+                             f"RUN_FOLDER/previous-N")
+
+
 def yaml_text(value) -> str:
     """A value as one would write it on the command line (``null``, ``[0.5, 0.5]``)."""
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -50,10 +51,12 @@ class RunFolder:
     The lock is an flock on ``.lock``, which the kernel drops when its process ends however it
     ends, so a lock left by a killed run is stale by construction; the file names the holder
     (pid, host, start) for the refusal. Where the file system has no flock, the holder's pid is
-    checked for life instead (on the same host)."""
+    checked for life instead (on the same host). ``files`` are the names a run writes there
+    and ``what`` names the run in messages (a search by default)."""
 
-    def __init__(self, path):
+    def __init__(self, path, files=RUN_FILES, what="search"):
         self.path = Path(path)
+        self.files, self.what = tuple(files), what
         self.lock_path = self.path / LOCK_NAME
         self.stale = None  # what a lock left by a killed run said, once taken over
         self._descriptor = None
@@ -120,7 +123,7 @@ class RunFolder:
     def _refuse(self, holder: dict):
         who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}" \
             if holder else "another process"
-        raise UsageError(f"{self.path} is in use by another search ({who}); wait for it to end, or choose "
+        raise UsageError(f"{self.path} is in use by another {self.what} ({who}); wait for it to end, or choose "
                          f"another out_dir")
 
     def refuse_if_in_use(self):
@@ -140,14 +143,14 @@ class RunFolder:
 
     # ----- what the folder holds -----
     def run_files(self) -> list[str]:
-        return [name for name in RUN_FILES if (self.path / name).exists()]
+        return [name for name in self.files if (self.path / name).exists()]
 
     def check_start(self, config: dict, defaults: dict, free, resume: bool, restart: bool):
         """Refuse a start that would mix two runs: a fresh start in a folder holding a run, or a
         resume with settings (other than the ``free`` ones) that change the search."""
         files = self.run_files()
         if files and not (resume or restart):
-            raise UsageError(f"{self.path} already holds a search ({', '.join(files[:3])}): --resume continues "
+            raise UsageError(f"{self.path} already holds a {self.what} ({', '.join(files[:3])}): --resume continues "
                              f"it, --restart starts a new one there (moving its files to {self.path}/previous-N), "
                              f"or choose another out_dir")
         if resume and not files:
@@ -176,7 +179,7 @@ class RunFolder:
             n += 1
         aside.mkdir()
         for path in self.path.iterdir():
-            if path.name in RUN_FILES or path.name.startswith("archive.unreadable-"):
+            if path.name in self.files or path.name.startswith("archive.unreadable-"):
                 path.rename(aside / path.name)
         return aside
 
@@ -215,3 +218,25 @@ def changed_keys(earlier: dict, config: dict, defaults: dict, free) -> list[str]
 def _short(value) -> str:
     text = yaml_text(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+@contextmanager
+def logged(folder: Path, report, resume_hint: str):
+    """``say(line)``: ``report`` it and append it to the folder's log.txt. A lost Ray worker or an
+    interrupt is logged there too, a lost worker raised again with ``resume_hint``, the way on."""
+    from evaluation.evaluators import WorkerError
+    with open(folder / "log.txt", "a") as log:
+        def say(line: str):
+            report(line)
+            log.write(line + "\n")
+            log.flush()
+
+        try:
+            yield say
+        except WorkerError as error:
+            message = f"{error}; {resume_hint}"
+            log.write(f"error: {message}\n")
+            raise WorkerError(message) from error
+        except KeyboardInterrupt:
+            log.write(f"interrupted at {time.strftime('%Y-%m-%d %H:%M:%S')}; {resume_hint}\n")
+            raise

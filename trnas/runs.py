@@ -65,9 +65,9 @@ def write_table(path: Path, rows: list[dict]):
 
 
 def plot_run(run_dir: Path, title: str = "", path: Path | None = None) -> Path:
-    """Pareto-front plot of a run folder: every architecture the search scored (not the
-    calibration sample), the final population, the front, and the knee and best-R-Score
-    architectures labelled."""
+    """Pareto-front plot of a run folder: every architecture the search evaluated (not the
+    calibration sample), the final population, the front (non-dominated among everything the
+    search evaluated), and the knee and best-R-Score architectures labelled."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -86,7 +86,7 @@ def plot_run(run_dir: Path, title: str = "", path: Path | None = None) -> Path:
                  label="final population")
     ordered = sorted(front, key=lambda r: r["params_m"])
     axes.plot([r["params_m"] for r in ordered], [r["r_score"] for r in ordered], "-o", c="tab:red", ms=5,
-              label="Pareto front")
+              label="Pareto front of everything evaluated")
     for row, text, offset in ((summary.get("knee"), "knee", (10, -18)), (summary.get("best_rscore"), "best R-Score", (-90, 8))):
         if row:
             axes.annotate(f"{text}\n{row['r_score']:.1f}, {row['params_m']:.2f} M", (row["params_m"], row["r_score"]),

@@ -4,26 +4,27 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 from pymoo.core.callback import Callback
 
 from evaluation import make_scorer
-from evaluation.evaluators import WorkerError, requested_gpu_share
+from evaluation.evaluators import requested_gpu_share
 from evaluation.settings import SettingError, as_bool, as_choice, as_int, as_number, as_text, check_known
-from nas_problem import RobustNASProblem, get_space
+from nas_problem import OBJECTIVES, RobustNASProblem, get_space
 from nas_problem.files import check_folder, format_seconds, write_json, write_yaml
 from nas_problem.spaces import SPACES
+from selection import MOS_VARIANTS
 
 from .config import UsageError
-from .run_folder import RunFolder
+from .run_folder import RunFolder, logged
 from .runs import describe, mark_front, plot_run, write_table
 
-ALGORITHMS = ("trnas", "nsga2", "moead")
+ALGORITHMS = ("trnas", "nsga2", "moead", "random")
 
 SEARCH_DEFAULTS = {
     "space": "darts", "dataset": "digits", "data_path": None, "root": None, "download": False,
     "proxy": "rscore", "preset": "reference", "proxy_kwargs": {}, "max_params": 6.0, "device": "auto",
-    "seed": 0, "algorithm": "trnas", "pop_size": 50, "n_clusters": 20, "importance": [0.5, 0.5],
+    "seed": 0, "objective": "inverse", "algorithm": "trnas", "mos": "spread", "pop_size": 50, "n_clusters": 20,
+    "importance": [0.5, 0.5],
     "n_neighbors": 15, "n_gen": 20, "n_calibration": 64, "batch_seed": None, "include_none": False,
     "expose_constraint": False, "out_dir": None, "workers": 0, "ray_address": None, "gpus_per_worker": "auto",
     "threads": None,
@@ -41,7 +42,7 @@ def run_folder(config: dict) -> Path:
 
 # the search config's keys that describe the problem (the others describe the algorithm and the run)
 PROBLEM_KEYS = ("space", "dataset", "data_path", "root", "download", "proxy", "preset", "proxy_kwargs", "max_params",
-                "device", "seed", "n_calibration", "batch_seed", "include_none", "expose_constraint", "workers",
+                "device", "seed", "objective", "n_calibration", "batch_seed", "include_none", "expose_constraint", "workers",
                 "ray_address", "gpus_per_worker", "threads")
 
 
@@ -69,19 +70,21 @@ def make_problem(archive=None, **settings) -> RobustNASProblem:
     try:
         return RobustNASProblem(scorer, space, max_params=c["max_params"], seed=c["seed"],
                                 n_calibration=c["n_calibration"], archive=archive,
-                                expose_constraint=c["expose_constraint"])
+                                expose_constraint=c["expose_constraint"], objective=c["objective"])
     except BaseException:
         scorer.close()  # an impossible budget must not leave Ray workers behind
         raise
 
 
 def make_algorithm(name: str, problem, pop_size: int, n_clusters: int = 20, importance=(0.5, 0.5),
-                   n_neighbors: int = 15):
-    """TRNAS, or a stock pymoo algorithm breeding with the same budget-keeping operators."""
+                   n_neighbors: int = 15, mos: str = "spread"):
+    """TRNAS (its MOS as published, ``mos="paper"``, or the variant keeping the front's width,
+    ``"spread"``), a stock pymoo algorithm breeding with the same budget-keeping operators, or
+    random search: ``pop_size`` architectures drawn within the budget per generation."""
     from operators import default_operators
     if name == "trnas":
         from selection import TRNASAlgorithm
-        return TRNASAlgorithm(pop_size=pop_size, n_clusters=n_clusters, importance=tuple(importance))
+        return TRNASAlgorithm(pop_size=pop_size, n_clusters=n_clusters, importance=tuple(importance), mos=mos)
     if name == "nsga2":
         from pymoo.algorithms.moo.nsga2 import NSGA2
         return NSGA2(pop_size=pop_size, **default_operators(problem))
@@ -90,12 +93,17 @@ def make_algorithm(name: str, problem, pop_size: int, n_clusters: int = 20, impo
         from pymoo.util.ref_dirs import get_reference_directions
         ref_dirs = get_reference_directions("uniform", 2, n_points=pop_size)
         return MOEAD(ref_dirs, n_neighbors=min(n_neighbors, pop_size), **default_operators(problem))
+    if name == "random":
+        from pymoo.algorithms.soo.nonconvex.random_search import RandomSearch
+        from pymoo.util.display.multi import MultiObjectiveOutput
+        return RandomSearch(n_points_per_iteration=pop_size, sampling=default_operators(problem)["sampling"],
+                            output=MultiObjectiveOutput())
     raise UsageError(f"unknown algorithm {name!r} (available: {', '.join(ALGORITHMS)})")
 
 
 class Progress(Callback):
-    """One line per generation: evaluations, best R-Score, elapsed time (since the search began,
-    calibration included) and ETA. The ETA goes by the generations that scored something: those
+    """One line per generation: evaluations, the best R-Score scored so far (it never falls),
+    elapsed time (since the search began, calibration included) and ETA. The ETA goes by the generations that scored something: those
     a resumed run replays from its archive cost nothing, so they tell nothing of those to come."""
 
     def __init__(self, problem, n_gen: int, report, started: float):
@@ -110,8 +118,7 @@ class Progress(Callback):
             self.working_seconds += now - self.mark
             self.working_generations += 1
         self.mark, self.scored = now, self.problem.n_scored
-        inverse = algorithm.pop.get("F")[:, 0]
-        best = 1.0 / inverse.min() if len(inverse) else float("nan")
+        best = max((self.problem.r_score(record) for record in self.problem.elitist_front()), default=float("nan"))
         done = algorithm.n_gen
         remaining = max(self.n_gen - done, 0)
         if self.working_generations:
@@ -129,6 +136,8 @@ def check_config(config: dict) -> dict:
     check_known(config, SEARCH_DEFAULTS, "the search config")
     c = {**SEARCH_DEFAULTS, **config}
     c["algorithm"] = as_choice(c["algorithm"], "algorithm", ALGORITHMS)
+    c["objective"] = as_choice(c["objective"], "objective", tuple(OBJECTIVES))
+    c["mos"] = as_choice(c["mos"], "mos", tuple(MOS_VARIANTS))
     c["space"] = as_choice(c["space"], "space", tuple(SPACES))
     for key in ("dataset", "proxy", "device"):
         c[key] = as_text(c[key], key)
@@ -199,38 +208,18 @@ def run_search(config: dict, resume: bool = False, report=print, restart: bool =
 
 
 def _search(problem, config, folder, report, notes) -> Path:
-    """Run the search, its progress lines going to ``report`` and to the run folder's log.txt. A
-    lost Ray worker or an interrupt is logged there too, a lost worker raised again naming the
-    archive to resume from."""
+    """Run the search, its progress lines going to ``report`` and to the run folder's log.txt."""
     algorithm = make_algorithm(config["algorithm"], problem, config["pop_size"], config["n_clusters"],
-                               config["importance"], config["n_neighbors"])
+                               config["importance"], config["n_neighbors"], config["mos"])
     write_yaml(folder / "config.yaml", config)
     resume_hint = f"every architecture scored so far is in {folder / 'archive.jsonl'}, and --resume continues from there"
-    with open(folder / "log.txt", "a") as log:
-        def say(line: str):
-            report(line)
-            log.write(line + "\n")
-            log.flush()
-
-        try:
-            return _search_and_write_results(problem, algorithm, config, folder, say, notes)
-        except WorkerError as error:
-            message = f"{error}; {resume_hint}"
-            log.write(f"error: {message}\n")
-            raise WorkerError(message) from error
-        except KeyboardInterrupt:
-            log.write(f"interrupted at {time.strftime('%Y-%m-%d %H:%M:%S')}; {resume_hint}\n")
-            raise
+    with logged(folder, report, resume_hint) as say:
+        return _search_and_write_results(problem, algorithm, config, folder, say, notes)
 
 
-def _search_and_write_results(problem, algorithm, config, folder, say, notes) -> Path:
-    from pymoo.optimize import minimize
-
-    say(f"trnas search: {config['algorithm']} on {config['space']}/{config['dataset']}, proxy "
-        f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
-        f"({problem.scorer.describe()}), seed {config['seed']} -> {folder}")
-    for note in notes:
-        say(note)
+def reuse_and_calibrate(problem, say) -> float:
+    """Say how much of the archive the problem reuses, then calibrate it, saying so; returns
+    when the calibration began (a run's elapsed time counts it)."""
     if len(problem.archive):
         usable = len(problem.archive.records_of(problem.proxy_id))
         if usable == len(problem.archive):
@@ -243,22 +232,37 @@ def _search_and_write_results(problem, algorithm, config, folder, say, notes) ->
     say(f"calibrating R-Score normalisation on {problem.n_calibration} random architectures ...")
     problem.calibrate()
     say(f"calibration done in {format_seconds(time.perf_counter() - start)}: {problem.calibration}")
+    return start
+
+
+def _search_and_write_results(problem, algorithm, config, folder, say, notes) -> Path:
+    from pymoo.optimize import minimize
+
+    say(f"trnas search: {config['algorithm']} on {config['space']}/{config['dataset']}, proxy "
+        f"{problem.proxy.name} ({config['preset']}), budget {config['max_params']} M, device {problem.device} "
+        f"({problem.scorer.describe()}), seed {config['seed']} -> {folder}")
+    for note in notes:
+        say(note)
+    start = reuse_and_calibrate(problem, say)
     result = minimize(problem, algorithm, ("n_gen", config["n_gen"]), seed=config["seed"],
                       callback=Progress(problem, config["n_gen"], say, start), verbose=False)
     wall = time.perf_counter() - start
     scored, reused = problem.n_scored, problem.n_reused  # before the result tables look scores up again
 
     population = describe(problem, problem.score_genotypes([problem.decode(x) for x in result.pop.get("X")]))
-    front = describe(problem, problem.score_genotypes([problem.decode(x) for x in np.atleast_2d(result.opt.get("X"))]))
+    # the result is what the search found, not what its final population kept
+    front = describe(problem, problem.elitist_front())
     chosen = mark_front(front)
-    evaluated = describe(problem, [r for r in problem.archive.records_of(problem.proxy_id) if r["role"] == "search"])
+    evaluated = describe(problem, [problem.archive.get(problem.proxy_id, key) for key in dict.fromkeys(problem.evaluated)])
     write_table(folder / "population", population)
     write_table(folder / "front", front)
     write_table(folder / "evaluations", evaluated)
     write_json(folder / "summary.json", {
         "algorithm": config["algorithm"], "seed": config["seed"], "n_gen": config["n_gen"],
-        "evaluations": int(result.algorithm.evaluator.n_eval), "scored": scored, "reused": reused, "wall_seconds": round(wall, 2), "device": str(problem.device),
-        "calibration": problem.calibration, **chosen})
+        "evaluations": int(result.algorithm.evaluator.n_eval), "scored": scored, "reused": reused,
+        "wall_seconds": round(wall, 2), "device": str(problem.device), "calibration": problem.calibration,
+        "front": f"non-dominated among the {len(evaluated)} architectures the search evaluated (the calibration "
+                 f"sample is not among them)", **chosen})
     plot_run(folder, title=f"{config['algorithm']} on {config['space']}/{config['dataset']} (seed {config['seed']})")
     say(f"done in {format_seconds(wall)}: {scored} architectures scored, {reused} reused from the archive; "
         f"front of {len(front)}")

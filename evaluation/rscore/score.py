@@ -1,5 +1,5 @@
 """The R-Score from its components (paper §3.3, docs/design.md §5): R = Ψ̂^½ · Φ̂, with log Ψ and
-log Φ rescaled to [1, 100] over a calibration set."""
+log Φ mapped onto [1, 100] across a calibration set's range and on past it (:func:`rescale`)."""
 from __future__ import annotations
 
 import math
@@ -28,14 +28,17 @@ def calibrate_components(components_list) -> dict | None:
 
 
 def rescale(log_value: float, bounds) -> float:
-    """``1 + 99 · (log v − lo) / (hi − lo)`` clipped to [1, 100]. A degenerate calibration
-    (lo == hi, one distinct value) is a step: below → 1, above → 100, equal → 50.5."""
+    """Place ``log_value`` on the calibration scale: with t = (log v − lo) / (hi − lo), the
+    calibration range maps onto [1, 100] by 1 + 99·t, and values above it continue on that
+    line, so an architecture beyond the sample keeps its order instead of tying at a ceiling.
+    Below the range 1 / (1 − 99·t) keeps the value positive and strictly increasing, meeting
+    the line at lo with the same slope. A degenerate calibration (lo == hi, one distinct
+    value) measures t in natural-log units from that value."""
     lo, hi = (float(b) for b in bounds)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
         raise ProxyError(f"bad calibration bounds {list(bounds)}: need finite lo <= hi")
-    if hi == lo:
-        return 1.0 if log_value < lo else 100.0 if log_value > hi else 50.5
-    return min(100.0, max(1.0, 1.0 + 99.0 * (log_value - lo) / (hi - lo)))
+    t = (log_value - lo) / (hi - lo if hi > lo else 1.0)
+    return 1.0 + 99.0 * t if t >= 0 else 1.0 / (1.0 - 99.0 * t)
 
 
 def rscore_value(components, calibration=None) -> float:
