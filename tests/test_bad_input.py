@@ -138,7 +138,7 @@ BAD_INPUT = [
     ("budget below every architecture", "search {tiny} max_params=0.01 out_dir={out}", None,
      "below the smallest architecture"),
     ("unknown algorithm", "search {tiny} algorithm=sgd out_dir={out}", None,
-     "algorithm: expected one of trnas, nsga2, moead, random, got 'sgd'"),
+     "algorithm: expected one of trnas, nsga2, moead, random, rnas-os, rnas-fd, got 'sgd'"),
     ("unknown space", "search {tiny} space=resnet out_dir={out}", None, "space: expected one of darts, nb201"),
     ("unknown key", "search {tiny} colour=blue out_dir={out}", None, "unknown config key 'colour'"),
     ("misspelt key", "search {tiny} popsize=6 out_dir={out}", None, "did you mean 'pop_size'?"),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pymoo.core.callback import Callback
 
+from differentiable import ALGORITHMS as DIFFERENTIABLE_ALGORITHMS
 from evaluation import make_scorer
 from evaluation.evaluators import requested_gpu_share
 from evaluation.settings import SettingError, as_bool, as_choice, as_int, as_number, as_text, check_known
@@ -135,7 +136,8 @@ def check_config(config: dict) -> dict:
     scored or written."""
     check_known(config, SEARCH_DEFAULTS, "the search config")
     c = {**SEARCH_DEFAULTS, **config}
-    c["algorithm"] = as_choice(c["algorithm"], "algorithm", ALGORITHMS)
+    # the differentiable searches are named too: `trnas search` runs them before this check
+    c["algorithm"] = as_choice(c["algorithm"], "algorithm", ALGORITHMS + DIFFERENTIABLE_ALGORITHMS)
     c["objective"] = as_choice(c["objective"], "objective", tuple(OBJECTIVES))
     c["mos"] = as_choice(c["mos"], "mos", tuple(MOS_VARIANTS))
     c["space"] = as_choice(c["space"], "space", tuple(SPACES))
