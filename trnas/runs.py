@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from nas_problem.files import write_csv, write_json
 
@@ -64,10 +65,20 @@ def write_table(path: Path, rows: list[dict]):
     write_csv(path.with_suffix(".csv"), rows, COLUMNS)
 
 
+def run_title(run_dir: Path) -> str:
+    """``trnas on darts/digits (seed 0)`` from the run's config.yaml, or the folder's name."""
+    try:
+        c = yaml.safe_load((run_dir / "config.yaml").read_text())
+        return f"{c['algorithm']} on {c['space']}/{c['dataset']} (seed {c['seed']})"
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return run_dir.name
+
+
 def plot_run(run_dir: Path, title: str = "", path: Path | None = None) -> Path:
     """Pareto-front plot of a run folder: every architecture the search evaluated (not the
     calibration sample), the final population, the front (non-dominated among everything the
-    search evaluated), and the knee and best-R-Score architectures labelled."""
+    search evaluated), and the knee and best-R-Score architectures labelled; the title names the
+    run's algorithm, space, data and seed unless ``title`` is given."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -93,9 +104,10 @@ def plot_run(run_dir: Path, title: str = "", path: Path | None = None) -> Path:
                           xytext=offset, textcoords="offset points", fontsize=8,
                           arrowprops=dict(arrowstyle="->", lw=0.8))
             axes.scatter([row["params_m"]], [row["r_score"]], s=90, facecolors="none", edgecolors="k")
+    axes.margins(y=0.12)  # room above the front's top for the best R-Score's label
     axes.set_xlabel("Params of the evaluation network (M)")
     axes.set_ylabel("R-Score (higher is more robust)")
-    axes.set_title(title or run_dir.name)
+    axes.set_title(title or run_title(run_dir))
     axes.legend(fontsize=8, loc="lower right")
     axes.grid(alpha=0.3)
     figure.tight_layout()

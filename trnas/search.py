@@ -265,7 +265,7 @@ def _search_and_write_results(problem, algorithm, config, folder, say, notes) ->
         "wall_seconds": round(wall, 2), "device": str(problem.device), "calibration": problem.calibration,
         "front": f"non-dominated among the {len(evaluated)} architectures the search evaluated (the calibration "
                  f"sample is not among them)", **chosen})
-    plot_run(folder, title=f"{config['algorithm']} on {config['space']}/{config['dataset']} (seed {config['seed']})")
+    plot_run(folder)
     say(f"done in {format_seconds(wall)}: {scored} architectures scored, {reused} reused from the archive; "
         f"front of {len(front)}")
     if chosen:
