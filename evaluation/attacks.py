@@ -24,7 +24,6 @@ from .settings import TrainingError, as_int, as_names, as_number
 ATTACK_NAMES = ("fgsm", "pgd20", "pgd100", "cw", "autoattack")
 LABELS = {"clean": "Clean", "fgsm": "FGSM", "pgd20": "PGD-20", "pgd100": "PGD-100", "cw": "CW",
           "autoattack": "AutoAttack"}
-LINF_ATTACKS = {"fgsm", "pgd20", "pgd100", "autoattack"}
 _ALIASES = {"aa": "autoattack", "auto": "autoattack", "cwl2": "cw"}
 
 ATTACK_DEFAULTS = dict(

@@ -100,9 +100,6 @@ def _find_id_table(data, ids: set):
 
 
 # ---------------------------------------------------------------- Jung et al.
-JUNG_DEFAULTS = dict(dataset="cifar10", robust_key="pgd@Linf", clean_key="clean", epsilon=8 / 255)
-
-
 def _jung_values(root: Path, dataset: str, key: str, ids: set) -> dict:
     for folder in (root / dataset, root):
         candidate = folder / f"{key}_accuracy.json"
