@@ -1,10 +1,13 @@
 """Readers of robustness benchmarks: ground truth that ranks proxies (``trnas correlate``).
 
-Every reader returns a list of records ``{"id", "genotype", "clean_acc", "robust_acc"}``
-(accuracies in %, genotype a DARTS ``Genotype`` or an ``NB201Genotype``). Three layouts:
+Every reader returns a list of records ``{"id", "genotype", "clean_acc", "robust_acc",
+"trained_network"}`` (accuracies in %, genotype a DARTS ``Genotype`` or an ``NB201Genotype``,
+``trained_network`` the size settings of the network the benchmark trained, for the space's
+``count_params``: ``{}`` is the space's evaluation network). Three layouts:
 
-- tiny-RobustBench: a JSON list of training records (``net.genotype``,
-  ``max_test_top1_original``, ``max_test_top1_adv``) — DARTS space, PGD-7 ε = 8/255.
+- tiny-RobustBench: a JSON list of training records (``net.genotype``, ``net.width``,
+  ``net.depth``, ``max_test_top1_original``, ``max_test_top1_adv``) — DARTS space, PGD-7
+  ε = 8/255, networks of C = 16 channels and 8 cells.
 - Jung et al. (ICLR 2023) NAS-Bench-201 robustness dataset: a folder with ``meta.json``
   (``ids`` mapping an id to its architecture string, or to ``{"nb201-string": ...}``; optional
   ``epsilons`` per attack key) and, per data set (``<root>/<dataset>/`` or ``<root>/``),
@@ -57,10 +60,12 @@ def read_tiny_robustbench(path) -> list[dict]:
         try:
             genotype = Genotype.from_json(record)
             clean, robust = record["max_test_top1_original"], record["max_test_top1_adv"]
-        except (KeyError, TypeError, GenotypeError) as error:
+            net = record.get("net", {})
+            trained = {"channels": int(net.get("width", 16)), "layers": int(net.get("depth", 8))}
+        except (KeyError, TypeError, ValueError, GenotypeError) as error:
             raise BenchmarkError(f"{path}: record {i} is not a tiny-RobustBench record ({error})") from None
         records.append({"id": f"seed{record.get('seed', i)}", "genotype": genotype,
-                        "clean_acc": float(clean), "robust_acc": float(robust)})
+                        "clean_acc": float(clean), "robust_acc": float(robust), "trained_network": trained})
     return records
 
 
@@ -137,7 +142,7 @@ def read_jung(root, dataset="cifar10", robust_key="pgd@Linf", clean_key="clean",
         clean_value = _pick_epsilon(clean[arch_id], None, None)
         robust_value = _pick_epsilon(robust[arch_id], epsilons, epsilon)
         records.append({"id": arch_id, "genotype": genotype, "clean_acc": _percent(clean_value),
-                        "robust_acc": _percent(robust_value)})
+                        "robust_acc": _percent(robust_value), "trained_network": {}})
     if not records:
         raise BenchmarkError(f"{root}: no architecture has both {clean_key} and {robust_key} values")
     return records
@@ -172,7 +177,7 @@ def read_robbench(root, dataset="cifar10", robust_metric="val_pgd_3.0_acc", clea
         if entry[robust_metric] is None or entry[clean_metric] is None:
             continue
         records.append({"id": arch_id, "genotype": genotype, "clean_acc": _percent(entry[clean_metric]),
-                        "robust_acc": _percent(entry[robust_metric])})
+                        "robust_acc": _percent(entry[robust_metric]), "trained_network": {}})
     if not records:
         raise BenchmarkError(f"{results_path}: no architecture with results")
     return records

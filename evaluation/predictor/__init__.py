@@ -1,0 +1,1 @@
+"""The learned robustness predictor: genotype graph features, its inputs and estimator."""

@@ -1,0 +1,57 @@
+"""The learned robustness predictor's inputs and its estimator: graph features of the genotype,
+the log of the trained network's parameter count, and the raw components of zero-cost proxies,
+fed to gradient-boosted trees whose hyper-parameters are chosen by cross-validation on the
+architectures it is fitted on (and nothing else)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nas_problem import space_of
+
+from .features import genotype_features
+
+# components that mark a failed measurement rather than measure anything
+FLAG_COMPONENTS = ("error", "degenerate")
+
+# the grid searched on the fitting architectures: shallow trees, few of them, because a
+# robustness benchmark holds a hundred or so architectures
+GRID = {"max_depth": [1, 2, 3], "n_estimators": [50, 150], "learning_rate": [0.05]}
+
+
+def input_row(genotype, proxy_components: dict, trained_network: dict) -> dict:
+    """``{input name: value}``: graph features, ``log_trained_params`` (the network the
+    benchmark trained, ``trained_network`` its size settings) and every numeric component of
+    each proxy in ``proxy_components`` (``{proxy name: components}``) as ``name.component``;
+    a missing or non-finite value is NaN, which the trees cannot take (the caller drops the row)."""
+    row = dict(genotype_features(genotype))
+    row["log_trained_params"] = math.log(space_of(genotype).count_params(genotype, **trained_network))
+    for name, components in proxy_components.items():
+        for key, value in sorted(components.items()):
+            if key in FLAG_COMPONENTS:
+                continue
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                value = math.nan
+            row[f"{name}.{key}"] = value if math.isfinite(value) else math.nan
+    return row
+
+
+def spearman_scorer(estimator, X, y) -> float:
+    from scipy import stats
+    rho = stats.spearmanr(estimator.predict(X), y).statistic
+    return float(rho) if math.isfinite(rho) else 0.0
+
+
+def fit_estimator(X, y, seed: int = 0, inner_folds: int = 5):
+    """Gradient-boosted trees fitted to ``(X, y)``, their depth and size chosen by ``inner_folds``-
+    fold cross-validated Spearman ρ on these rows alone, then refitted on all of them."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.model_selection import GridSearchCV, KFold
+    X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+    search = GridSearchCV(GradientBoostingRegressor(subsample=0.8, random_state=seed), GRID,
+                          scoring=spearman_scorer, cv=KFold(min(inner_folds, len(y)), shuffle=True, random_state=seed))
+    search.fit(X, y)
+    return search.best_estimator_
