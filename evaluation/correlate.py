@@ -1,6 +1,8 @@
 """How well do training-free proxies rank a benchmark's architectures by robustness? Every
 architecture is scored with each proxy, and Spearman ρ / Kendall τ against clean and robust
-accuracy, the effective rate and the cost per architecture go to a table (``trnas correlate``)."""
+accuracy, ρ with the trained network's size held fixed (partial ρ, ρ within size bins), a
+bootstrap interval for ρ, the effective rate and the cost per architecture go to a table
+(``trnas correlate``), beside the trained network's parameter count as a baseline."""
 from __future__ import annotations
 
 import glob
@@ -12,15 +14,18 @@ from pathlib import Path
 
 from nas_problem.files import check_folder, make_folder, write_atomic, write_csv
 
+from .crossval import TRAINED_PARAMS, cross_validate, write_heldout
 from .settings import SettingError, as_bool, as_int, as_names, as_number, as_text, check_known
 
 CORRELATE_DEFAULTS = dict(
     benchmark=None, proxies="rscore", dataset="npz", data_path=None, root=None, download=False, n_images=16,
     seed=0, limit=None, bench_dataset="cifar10", robust_metric=None, clean_metric=None, epsilon="8/255",
-    device="auto", threads=None, out_dir="runs/correlate",
+    device="auto", threads=None, out_dir="runs/correlate", size_bins=5, bootstrap=1000, folds=5, repeats=5,
 )
-CORRELATION_COLUMNS = ["proxy", "spearman_robust", "kendall_robust", "spearman_clean", "kendall_clean",
-                       "effective_rate", "seconds_per_arch"]
+CORRELATION_COLUMNS = ["proxy", "spearman_robust", "kendall_robust", "partial_robust_given_size",
+                       "binned_robust", "spearman_robust_low", "spearman_robust_high", "spearman_clean",
+                       "kendall_clean", "effective_rate", "seconds_per_arch"]
+
 SCORE_COLUMNS = ["id", "proxy", "score", "valid", "seconds", "clean_acc", "robust_acc", "genotype", "components"]
 
 
@@ -86,6 +91,10 @@ def check_config(config: dict) -> dict:
     c["limit"] = as_int(c["limit"], "limit", minimum=1, allow_none=True)
     c["threads"] = as_int(c["threads"], "threads", minimum=1, allow_none=True)
     c["epsilon"] = as_number(c["epsilon"], "epsilon", minimum=0)
+    c["size_bins"] = as_int(c["size_bins"], "size_bins", minimum=1)
+    c["bootstrap"] = as_int(c["bootstrap"], "bootstrap", minimum=0)
+    c["folds"] = as_int(c["folds"], "folds", minimum=2)
+    c["repeats"] = as_int(c["repeats"], "repeats", minimum=1)
     check_folder(c["out_dir"])
     return c
 
@@ -106,6 +115,23 @@ def correlations(scores, clean, robust) -> dict:
         out[f"spearman_{label}"] = float(stats.spearmanr(xs, ys).statistic)
         out[f"kendall_{label}"] = float(stats.kendalltau(xs, ys).statistic)
     return out
+
+
+def robustness_given_size(scores, robust, size, config: dict) -> dict:
+    """Partial ρ given ``size``, the mean ρ within size bins and the bootstrap interval of ρ,
+    all against robust accuracy (:mod:`evaluation.rank_stats`)."""
+    from .rank_stats import binned_spearman, bootstrap_interval, partial_spearman
+    low, high = (bootstrap_interval(scores, robust, config["seed"], config["bootstrap"])
+                 if config["bootstrap"] else (math.nan, math.nan))
+    return {"partial_robust_given_size": partial_spearman(scores, robust, size),
+            "binned_robust": binned_spearman(scores, robust, size, config["size_bins"]),
+            "spearman_robust_low": low, "spearman_robust_high": high}
+
+
+def trained_sizes(records) -> list[float]:
+    """Parameters (millions) of the network each record's benchmark trained."""
+    from nas_problem import space_of
+    return [space_of(r["genotype"]).count_params(r["genotype"], **r.get("trained_network", {})) for r in records]
 
 
 def why_undefined(scores, target, label: str) -> str | None:
@@ -157,11 +183,14 @@ def _fmt(value, digits=3) -> str:
 
 
 def markdown_table(rows) -> str:
-    lines = ["| proxy | Spearman ρ (robust) | Kendall τ (robust) | Spearman ρ (clean) | Kendall τ (clean) "
-             "| effective rate | s / arch |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| proxy | Spearman ρ (robust) [95 % CI] | Kendall τ (robust) | partial ρ given size "
+             "| ρ within size bins | Spearman ρ (clean) | Kendall τ (clean) | effective rate | s / arch |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['proxy']} | {_fmt(r['spearman_robust'])} | {_fmt(r['kendall_robust'])} | "
+        interval = (f" [{_fmt(r['spearman_robust_low'], 2)}, {_fmt(r['spearman_robust_high'], 2)}]"
+                    if math.isfinite(r["spearman_robust_low"]) else "")
+        lines.append(f"| {r['proxy']} | {_fmt(r['spearman_robust'])}{interval} | {_fmt(r['kendall_robust'])} | "
+                     f"{_fmt(r['partial_robust_given_size'])} | {_fmt(r['binned_robust'])} | "
                      f"{_fmt(r['spearman_clean'])} | {_fmt(r['kendall_clean'])} | "
                      f"{100 * r['effective_rate']:.1f} % | {_fmt(r['seconds_per_arch'], 2)} |")
     return "\n".join(lines) + "\n"
@@ -191,56 +220,73 @@ def file_name(proxy_name: str) -> str:
 
 
 # ----- the whole run -----
-def correlate_benchmark(config: dict, log=print, progress=None) -> list[dict]:
-    """Score a benchmark with each proxy of ``config`` (keys of :data:`CORRELATE_DEFAULTS`) and
-    write ``scores.csv``, ``correlation.csv``, ``correlation.md`` and one scatter plot per proxy
-    to ``out_dir``, rewritten after every proxy so an interrupted run keeps what it finished.
-    ``progress(k, n_proxies, name, done, total)`` follows the scoring. Returns the table's rows."""
-    import torch
+def table_row(name: str, scores, clean, robust, size, seconds_per_arch: float, config: dict) -> dict:
+    effective = sum(math.isfinite(s) for s in scores) / len(scores) if scores else 0.0
+    return {"proxy": name, **correlations(scores, clean, robust), **robustness_given_size(scores, robust, size, config),
+            "effective_rate": effective, "seconds_per_arch": seconds_per_arch}
 
-    from . import benchmarks
+
+def build_proxies(c: dict):
+    """(images, labels, [(name, proxy)]) of the settings; every proxy is built before any work,
+    so an unknown name fails first."""
     from . import zoo  # noqa: F401  (registers the zoo's proxies)
     from .datasets import load_dataset, proxy_batch
     from .registry import get_proxy
-
-    c = check_config(config)
-    if c["threads"]:
-        torch.set_num_threads(c["threads"])
-    records = benchmarks.read_benchmark(c["benchmark"], dataset=c["bench_dataset"], robust_metric=c["robust_metric"],
-                                        clean_metric=c["clean_metric"], epsilon=c["epsilon"])
-    if c["limit"]:
-        records = records[:c["limit"]]
     dataset = load_dataset(c["dataset"], root=c["root"], download=c["download"], data_path=c["data_path"])
     images, labels = proxy_batch(dataset, c["n_images"])
-    # build every proxy first: an unknown name fails before any work
     proxies = [(name, get_proxy(name, device=c["device"], num_classes=dataset.num_classes, mean=dataset.mean,
                                 std=dataset.std, n_images=c["n_images"])) for name in c["proxies"]]
-    out = Path(c["out_dir"])
-    make_folder(out)
-    clean = [r["clean_acc"] for r in records]
-    robust = [r["robust_acc"] for r in records]
-    score_rows, table, notes = [], [], []
-    log(f"correlate: {len(records)} architectures, {len(proxies)} proxies, {c['n_images']} images of {dataset.name}")
+    log_line = f"{len(proxies)} proxies, {c['n_images']} images of {dataset.name}"
+    return images, labels, proxies, log_line
+
+
+def warn_constant(clean, robust, log) -> None:
     for label, target in (("robust", robust), ("clean", clean)):
         if len(set(target)) < 2:
             log(f"warning: all {len(target)} architectures have the same {label} accuracy ({target[0]:g} %), so "
                 f"Spearman rho and Kendall tau against it are undefined (nan): nothing to rank")
+
+
+def correlate_benchmark(config: dict, log=print, progress=None, cv: bool = False) -> list[dict]:
+    """Score a benchmark with each proxy of ``config`` (keys of :data:`CORRELATE_DEFAULTS`) and
+    write ``scores.csv``, ``correlation.csv``, ``correlation.md`` and one scatter plot per proxy
+    to ``out_dir``, rewritten after every proxy so an interrupted run keeps what it finished;
+    with ``cv`` also the held-out table of :mod:`evaluation.crossval` (``heldout.csv``/``.md``).
+    ``progress(k, n_proxies, name, done, total)`` follows the scoring. Returns the table's rows."""
+    import torch
+
+    from . import benchmarks
+    c = check_config(config)
+    if c["threads"]:
+        torch.set_num_threads(c["threads"])
+    records = benchmarks.read_benchmark(c["benchmark"], dataset=c["bench_dataset"], robust_metric=c["robust_metric"],
+                                        clean_metric=c["clean_metric"], epsilon=c["epsilon"])[:c["limit"]]
+    images, labels, proxies, described = build_proxies(c)
+    out = Path(c["out_dir"])
+    make_folder(out)
+    clean, robust = [r["clean_acc"] for r in records], [r["robust_acc"] for r in records]
+    start = time.perf_counter()
+    size = trained_sizes(records)
+    table = [table_row(TRAINED_PARAMS, size, clean, robust, size, (time.perf_counter() - start) / len(records), c)]
+    log(f"correlate: {len(records)} architectures, {described}")
+    warn_constant(clean, robust, log)
+    score_rows, notes, scored = [], [], {}
     for k, (name, proxy) in enumerate(proxies, start=1):
         step = (lambda done, total: progress(k, len(proxies), name, done, total)) if progress else None
-        components, seconds, wall, described = score_benchmark(name, proxy, records, images, labels, c["seed"],
-                                                                log, step)
+        components, seconds, wall, evaluator = score_benchmark(name, proxy, records, images, labels, c["seed"],
+                                                               log, step)
         scores = final_scores(proxy, components)
-        effective = sum(math.isfinite(s) for s in scores) / len(scores) if scores else 0.0
-        row = {"proxy": name, **correlations(scores, clean, robust), "effective_rate": effective,
-               "seconds_per_arch": wall / len(records) if records else math.nan}
+        row = table_row(name, scores, clean, robust, size, wall / len(records) if records else math.nan, c)
         table.append(row)
-        for record, comps, s, t in zip(records, components, scores, seconds):
-            score_rows.append({"id": record["id"], "proxy": name, "score": s, "valid": math.isfinite(s),
-                               "seconds": t, "clean_acc": record["clean_acc"], "robust_acc": record["robust_acc"],
-                               "genotype": str(record["genotype"]), "components": json.dumps(comps, default=str)})
+        scored[name] = {"scores": scores, "components": components, "seconds_per_arch": row["seconds_per_arch"]}
+        score_rows += [{"id": record["id"], "proxy": name, "score": s, "valid": math.isfinite(s), "seconds": t,
+                        "clean_acc": record["clean_acc"], "robust_acc": record["robust_acc"],
+                        "genotype": str(record["genotype"]), "components": json.dumps(comps, default=str)}
+                       for record, comps, s, t in zip(records, components, scores, seconds)]
         log(f"[{k}/{len(proxies)}] {name}: rho_robust={_fmt(row['spearman_robust'])} "
-            f"tau_robust={_fmt(row['kendall_robust'])} rho_clean={_fmt(row['spearman_clean'])} "
-            f"effective={100 * effective:.1f}% {row['seconds_per_arch']:.2f} s/arch ({wall:.0f} s, {described})")
+            f"partial_given_size={_fmt(row['partial_robust_given_size'])} rho_clean={_fmt(row['spearman_clean'])} "
+            f"effective={100 * row['effective_rate']:.1f}% {row['seconds_per_arch']:.2f} s/arch "
+            f"({wall:.0f} s, {evaluator})")
         for label, target in (("robust", robust), ("clean", clean)):
             reason = why_undefined(scores, target, label)
             if reason:
@@ -250,4 +296,6 @@ def correlate_benchmark(config: dict, log=print, progress=None) -> list[dict]:
         write_csv(out / "scores.csv", score_rows, SCORE_COLUMNS)
         write_csv(out / "correlation.csv", table, CORRELATION_COLUMNS)
         write_atomic(out / "correlation.md", markdown_table(table) + "".join(f"\n{note}\n" for note in notes))
+    if cv:
+        write_heldout(out, cross_validate(records, size, scored, c, log))
     return table

@@ -114,8 +114,8 @@ def test_correlate_command_writes_every_output(tmp_path, capsys):
     with open(out / "correlation.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == CORRELATION_COLUMNS
-    assert [r["proxy"] for r in rows] == ["params", "synflow"]
-    assert float(rows[0]["effective_rate"]) == 1.0
+    assert [r["proxy"] for r in rows] == ["params (trained network)", "params", "synflow"]
+    assert float(rows[1]["effective_rate"]) == 1.0
     with open(out / "scores.csv") as handle:
         scores = list(csv.DictReader(handle))
     assert len(scores) == 6 and {s["id"] for s in scores} == {"seed10", "seed11", "seed12"}
@@ -138,6 +138,22 @@ def test_correlate_bad_input_exits_2(tmp_path, capsys, override, message):
     err = capsys.readouterr().err
     assert err.startswith("trnas correlate: error:") and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_correlate_cv_writes_the_held_out_table(tmp_path, capsys, monkeypatch):
+    from evaluation.predictor import model
+    monkeypatch.setattr(model, "GRID", {"trees__max_depth": [1], "trees__n_estimators": [20]})
+    bench = tiny_robustbench(tmp_path / "bench.json", n=12)
+    out = tmp_path / "out"
+    assert main(["correlate", f"benchmark={bench}", "proxies=params,flops", "dataset=npz", "folds=3", "repeats=2",
+                 f"data_path={tiny_npz(tmp_path / 'd.npz')}", "n_images=4", f"out_dir={out}", "--cv"]) == 0
+    with open(out / "heldout.csv") as handle:
+        rows = {r["method"]: r for r in csv.DictReader(handle)}
+    assert {"params (trained network)", "params", "flops", "best single proxy (chosen on training folds)",
+            "rank ensemble (chosen on training folds)", "predictor: graph features + trained size"} <= set(rows)
+    assert "/6)" in rows["best single proxy (chosen on training folds)"]["chosen"]
+    printed = capsys.readouterr().out
+    assert "Held out:" in printed and "| predictor: graph features + trained size |" in printed
 
 
 def test_a_quoted_glob_names_every_benchmark_file_it_matches(tmp_path):

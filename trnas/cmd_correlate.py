@@ -17,6 +17,10 @@ def add_parser(subparsers):
                     "rscore,rscore:paper,croze) and report Spearman rho / Kendall tau against clean and robust "
                     "accuracy.")
     add_config_arguments(parser, CORRELATE_DEFAULTS)
+    parser.add_argument("--cv", action="store_true",
+                        help="also run the held-out protocol: repeats x folds splits (keys repeats=, folds=), every "
+                             "choice (best proxy, ensemble members, the predictor's fit) made on training folds, "
+                             "rho and partial rho given size on held-out folds (heldout.csv, heldout.md)")
     parser.set_defaults(run=run)
     return parser
 
@@ -33,6 +37,10 @@ def progress(k: int, n_proxies: int, name: str, done: int, total: int) -> None:
 def run(args) -> int:
     from evaluation.correlate import CORRELATE_DEFAULTS, correlate_benchmark, markdown_table
     config = load_config(args.config, args.overrides, CORRELATE_DEFAULTS)
-    table = correlate_benchmark(config, log=say, progress=progress if sys.stderr.isatty() else None)
+    table = correlate_benchmark(config, log=say, progress=progress if sys.stderr.isatty() else None, cv=args.cv)
     print(markdown_table(table), end="")
+    if args.cv:
+        from pathlib import Path
+        print("\nHeld out:\n" + (Path(config.get("out_dir", CORRELATE_DEFAULTS["out_dir"])) / "heldout.md").read_text(),
+              end="")
     return 0

@@ -17,14 +17,14 @@ FLAG_COMPONENTS = ("error", "degenerate")
 
 # the grid searched on the fitting architectures: shallow trees, few of them, because a
 # robustness benchmark holds a hundred or so architectures
-GRID = {"max_depth": [1, 2, 3], "n_estimators": [50, 150], "learning_rate": [0.05]}
+GRID = {"trees__max_depth": [1, 2, 3], "trees__n_estimators": [50, 150]}
 
 
 def input_row(genotype, proxy_components: dict, trained_network: dict) -> dict:
     """``{input name: value}``: graph features, ``log_trained_params`` (the network the
     benchmark trained, ``trained_network`` its size settings) and every numeric component of
     each proxy in ``proxy_components`` (``{proxy name: components}``) as ``name.component``;
-    a missing or non-finite value is NaN, which the trees cannot take (the caller drops the row)."""
+    a missing or non-finite value is NaN."""
     row = dict(genotype_features(genotype))
     row["log_trained_params"] = math.log(space_of(genotype).count_params(genotype, **trained_network))
     for name, components in proxy_components.items():
@@ -40,18 +40,24 @@ def input_row(genotype, proxy_components: dict, trained_network: dict) -> dict:
 
 
 def spearman_scorer(estimator, X, y) -> float:
-    from scipy import stats
-    rho = stats.spearmanr(estimator.predict(X), y).statistic
-    return float(rho) if math.isfinite(rho) else 0.0
+    """Spearman ρ of the predictions, 0 where undefined (a constant prediction ranks nothing)."""
+    from ..rank_stats import spearman
+    rho = spearman(estimator.predict(X), y)
+    return rho if math.isfinite(rho) else 0.0
 
 
 def fit_estimator(X, y, seed: int = 0, inner_folds: int = 5):
     """Gradient-boosted trees fitted to ``(X, y)``, their depth and size chosen by ``inner_folds``-
-    fold cross-validated Spearman ρ on these rows alone, then refitted on all of them."""
+    fold cross-validated Spearman ρ on these rows alone, then refitted on all of them. A missing
+    input (NaN: a proxy that failed on that architecture) takes the fitting rows' median."""
     from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
     from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.pipeline import Pipeline
     X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
-    search = GridSearchCV(GradientBoostingRegressor(subsample=0.8, random_state=seed), GRID,
+    model = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                      ("trees", GradientBoostingRegressor(learning_rate=0.05, subsample=0.8, random_state=seed))])
+    search = GridSearchCV(model, GRID,
                           scoring=spearman_scorer, cv=KFold(min(inner_folds, len(y)), shuffle=True, random_state=seed))
     search.fit(X, y)
     return search.best_estimator_
