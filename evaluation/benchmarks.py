@@ -29,6 +29,10 @@ from nas_problem.genotype import Genotype, GenotypeError
 from nas_problem.nb201 import NB201Genotype
 
 
+# the robust accuracy each layout reports unless robust_metric= names another
+ROBUST_METRICS = {"tiny_robustbench": "max_test_top1_adv", "jung": "pgd@Linf", "robbench": "val_pgd_3.0_acc"}
+
+
 class BenchmarkError(ValueError):
     """A benchmark file or folder that cannot be read as any supported layout."""
 
@@ -214,8 +218,9 @@ def read_benchmark(paths, dataset="cifar10", robust_metric=None, clean_metric=No
         if layout == "tiny_robustbench":
             records += read_tiny_robustbench(path)
         elif layout == "jung":
-            records += read_jung(path, dataset, robust_metric or "pgd@Linf", clean_metric or "clean", epsilon)
+            records += read_jung(path, dataset, robust_metric or ROBUST_METRICS[layout], clean_metric or "clean",
+                                 epsilon)
         else:
-            records += read_robbench(path, dataset, robust_metric or "val_pgd_3.0_acc",
+            records += read_robbench(path, dataset, robust_metric or ROBUST_METRICS[layout],
                                      clean_metric or "val_clean_acc")
     return records

@@ -215,13 +215,43 @@ BAD_INPUT = [
      "is a file, not a folder"),
     ("correlate: out_dir not writable", "correlate benchmark={bench} data_path={npz} out_dir={unwritable}", None,
      "cannot write in"),
+    # fit-predictor
+    ("fit-predictor: no benchmark", "fit-predictor out={tmp}/m.skops", None, "benchmark: none given"),
+    ("fit-predictor: no out", "fit-predictor benchmark={bench}", None, "out: none given"),
+    ("fit-predictor: out exists", "fit-predictor benchmark={bench} out={file}", None,
+     "already exists: overwrite=true replaces it, or choose another out"),
+    ("fit-predictor: out is a folder", "fit-predictor benchmark={bench} out={tmp}", None,
+     "is a folder; name the model file"),
+    ("fit-predictor: out under a file", "fit-predictor benchmark={bench} out={file}/m.skops", None,
+     "is a file, not a folder"),
+    ("fit-predictor: out not writable", "fit-predictor benchmark={bench} out={unwritable}/m.skops", None,
+     "cannot write in"),
+    ("fit-predictor: unknown proxy", "fit-predictor benchmark={bench} out={tmp}/m.skops proxies=nope", None,
+     "unknown proxy 'nope'"),
+    ("fit-predictor: a predictor as an input", "fit-predictor benchmark={bench} out={tmp}/m.skops proxies=predictor",
+     None, "proxies: a predictor cannot be an input of a predictor"),
+    ("fit-predictor: one fold", "fit-predictor benchmark={bench} out={tmp}/m.skops folds=1", None,
+     "folds: must be at least 2, got 1"),
+    ("fit-predictor: too few architectures", "fit-predictor benchmark={bench} out={tmp}/m.skops", None,
+     "the benchmark holds 4 architectures: 5-fold cross-validation needs at least 10"),
+    # search with the predictor
+    ("search: predictor without a model", "search {tiny_predictor} out_dir={out}", None,
+     "proxy 'predictor' needs model=PATH"),
+    ("search: predictor model missing", "search {tiny_predictor} proxy_kwargs.model={tmp}/nope.skops out_dir={out}",
+     None, "predictor model not found"),
+    ("search: predictor model not a skops file",
+     "search {tiny_predictor} proxy_kwargs.model={garbage_npz} out_dir={out}", None, "is not a readable skops file"),
+    ("an entry of a setting that is not a mapping", "search {tiny} seed.x=1 out_dir={out}", None,
+     "seed is not a mapping"),
     # plot
     ("plot: not a run folder", "plot {tmp}", None, "is not a finished search run folder"),
 ]
 
 
 def run_command(command: str, paths: dict) -> int:
-    argv = command.format(tiny=" ".join(TINY), **paths).split()
+    # the predictor takes none of the R-Score's knobs TINY sets
+    tiny_predictor = " ".join([item for item in TINY if not item.startswith("proxy_kwargs=")] + ["proxy=predictor"])
+    argv = command.format(tiny=" ".join(TINY), tiny_predictor=tiny_predictor, **paths).split()
     # proxy_kwargs={psi_inits: 2} holds a space: it is one argument
     joined = []
     for item in argv:
@@ -247,7 +277,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(inputs, capsys, what, 
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
-    assert re.match(r"trnas( \w+)?: error: ", lines[0]) and message in lines[0], lines[0]
+    assert re.match(r"trnas( [\w-]+)?: error: ", lines[0]) and message in lines[0], lines[0]
     assert snapshot(inputs["tmp"]) == before
 
 

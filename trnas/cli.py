@@ -7,8 +7,9 @@ import sys
 
 from .config import UsageError, is_override
 
-# each module defines add_parser(subparsers), whose parser sets `run=callable(args) -> int`
-COMMANDS = ("search", "compare", "train", "attack", "correlate", "plot")
+# each module trnas/cmd_<command with - as _>.py defines add_parser(subparsers), whose parser sets
+# `run=callable(args) -> int`
+COMMANDS = ("search", "compare", "train", "attack", "correlate", "fit-predictor", "plot")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,10 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trnas {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
+        module_name = f"trnas.cmd_{name.replace('-', '_')}"
         try:
-            module = importlib.import_module(f"trnas.cmd_{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
-            if error.name != f"trnas.cmd_{name}":
+            if error.name != module_name:
                 raise
             continue
         module.add_parser(subparsers)

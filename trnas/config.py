@@ -20,7 +20,8 @@ class UsageError(Exception):
 # shipped inside the package, so a name works from any folder after a plain `pip install .`
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# key=value, or key.entry=value: one entry of a mapping setting (proxy_kwargs.model=m.skops)
+OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?=")
 
 
 def is_override(argument: str) -> bool:
@@ -77,11 +78,22 @@ def read_config(path: str | None, overrides: list[str]) -> tuple[dict, str, dict
 
 
 def load_config(path: str | None, overrides: list[str], defaults: dict) -> dict:
-    """Defaults, then the YAML file, then ``key=value`` overrides; every key must be known."""
+    """Defaults, then the YAML file, then ``key=value`` overrides in order; every key must be
+    known. ``key.entry=value`` sets one entry of the mapping ``key`` holds so far."""
     loaded, where, parsed = read_config(path, overrides)
     check_known(loaded, defaults, where)
-    check_known(parsed, defaults, "the command line")
-    return {**defaults, **loaded, **parsed}
+    check_known({key.partition(".")[0]: value for key, value in parsed.items()}, defaults, "the command line")
+    config = {**defaults, **loaded}
+    for key, value in parsed.items():
+        top, dot, entry = key.partition(".")
+        if not dot:
+            config[top] = value
+        elif isinstance(config[top], dict):
+            config[top] = {**config[top], entry: value}
+        else:
+            raise UsageError(f"{key}=...: {top} is not a mapping (it is {yaml_text(config[top])}), so it has no "
+                             f"entry {entry!r}")
+    return config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: dict, presets: str = "") -> None:
