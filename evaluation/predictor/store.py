@@ -26,7 +26,7 @@ FORMAT = "trnas-predictor"
 FORMAT_VERSION = 1
 REFIT = "refit with trnas fit-predictor"
 
-# what a fitted GradientBoostingRegressor holds that skops does not trust by default (which of
+# what the fitted pipeline (median imputation, then a GradientBoostingRegressor) holds that skops does not trust by default (which of
 # these it reports depends on the skops and scikit-learn versions); anything else is refused
 ALLOWED_TYPES = frozenset({
     "sklearn.tree._tree.Tree",
@@ -37,6 +37,9 @@ ALLOWED_TYPES = frozenset({
     "sklearn._loss.link.IdentityLink",
     "numpy.random.mtrand.RandomState",
     "numpy.random._mt19937.MT19937",
+    "numpy.dtype",  # the imputer's statistics carry their dtype: a type descriptor, no code
+    "sklearn.pipeline.Pipeline",
+    "sklearn.impute._base.SimpleImputer",
 })
 
 
