@@ -143,22 +143,20 @@ def trained_network(records: list[dict], log) -> dict:
 
 # ----- the numbers -----
 def cross_validate(X: np.ndarray, y: np.ndarray, folds: int, repeats: int, seed: int) -> dict:
-    """Spearman ρ between predicted and true ``y`` on each held-out fold of a repeated k-fold;
-    each fold's estimator sees its training folds only. A fold whose predictions or targets
-    are constant has no ρ and is counted apart."""
-    from scipy import stats
-    from sklearn.model_selection import RepeatedKFold
+    """Spearman ρ between predicted and true ``y`` on each held-out fold of the held-out
+    protocol's splits (:mod:`evaluation.crossval`); each fold's estimator sees its training folds
+    only. A fold whose predictions or targets are constant has no ρ and is counted apart."""
+    from ..crossval import mean_std, predictor, splits_of
+    from ..rank_stats import spearman
+    fit = predictor(X, y, seed, 0.0)
     rhos = []
-    for train, test in RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed).split(X):
-        estimator = fit_estimator(X[train], y[train], seed)
-        predicted = estimator.predict(X[test])
-        undefined = len(set(predicted)) < 2 or len(set(y[test])) < 2
-        rhos.append(math.nan if undefined else float(stats.spearmanr(predicted, y[test]).statistic))
-    defined = [rho for rho in rhos if math.isfinite(rho)]
-    return {"spearman_mean": float(np.mean(defined)) if defined else math.nan,
-            "spearman_std": float(np.std(defined)) if defined else math.nan,
-            "n_folds": len(defined), "n_undefined": len(rhos) - len(defined), "folds": folds, "repeats": repeats,
-            "n_architectures": len(y), "fold_spearman": rhos}
+    for train, held_out in splits_of(len(y), folds, repeats, seed):
+        predict, _, _ = fit(train)
+        rhos.append(spearman(predict(held_out), y[held_out]))
+    mean, std = mean_std(rhos)
+    n_defined = sum(math.isfinite(rho) for rho in rhos)
+    return {"spearman_mean": mean, "spearman_std": std, "n_folds": n_defined, "n_undefined": len(rhos) - n_defined,
+            "folds": folds, "repeats": repeats, "n_architectures": len(y), "fold_spearman": rhos}
 
 
 def cv_line(cv: dict) -> str:
