@@ -75,12 +75,38 @@ def benchmark_paths(value) -> list[str]:
     return paths
 
 
+def proxy_entries(value) -> list[tuple]:
+    """``(label, name, knobs)`` of each proxy to score: a name (``rscore:paper``), or a mapping
+    ``{name: rscore:paper, n_images: 64, ...}`` whose other keys are the proxy's knobs (its
+    label: ``label:`` if given, else the name and the knobs), from a list or comma-separated text."""
+    items = value if isinstance(value, (list, tuple)) else [value] if isinstance(value, dict) else \
+        as_names(value, "proxies")
+    entries = []
+    for item in items:
+        if isinstance(item, dict):
+            knobs = dict(item)
+            name, label = knobs.pop("name", None), knobs.pop("label", None)
+            if not isinstance(name, str) or not name.strip():
+                raise SettingError(f"proxies: a proxy given as a mapping needs name: (got {item!r})")
+            label = label or " ".join([name.strip()] + [f"{k}={v}" for k, v in knobs.items()])
+            entries.append((str(label), name.strip(), knobs))
+        else:
+            entries += [(name, name, {}) for name in as_names(item, "proxies")]
+    if not entries:
+        raise SettingError(f"proxies: expected one or more names, got {value!r}")
+    labels = [label for label, _, _ in entries]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise SettingError(f"proxies: {', '.join(twice)} given twice")
+    return entries
+
+
 def check_config(config: dict) -> dict:
     """The settings of :func:`correlate_benchmark`, over :data:`CORRELATE_DEFAULTS`, checked."""
     check_known(config, CORRELATE_DEFAULTS, "the correlate settings")
     c = {**CORRELATE_DEFAULTS, **config}
     c["benchmark"] = benchmark_paths(c["benchmark"])
-    c["proxies"] = as_names(c["proxies"], "proxies")
+    c["proxies"] = proxy_entries(c["proxies"])
     for key in ("dataset", "bench_dataset", "device", "out_dir"):
         c[key] = as_text(c[key], key)
     for key in ("data_path", "root", "robust_metric", "clean_metric"):
@@ -233,9 +259,12 @@ def build_proxies(c: dict):
     from .datasets import load_dataset, proxy_batch
     from .registry import get_proxy
     dataset = load_dataset(c["dataset"], root=c["root"], download=c["download"], data_path=c["data_path"])
-    images, labels = proxy_batch(dataset, c["n_images"])
-    proxies = [(name, get_proxy(name, device=c["device"], num_classes=dataset.num_classes, mean=dataset.mean,
-                                std=dataset.std, n_images=c["n_images"])) for name in c["proxies"]]
+    shared = dict(device=c["device"], num_classes=dataset.num_classes, mean=dataset.mean, std=dataset.std,
+                  n_images=c["n_images"])
+    proxies = [(label, get_proxy(name, **{**shared, **knobs})) for label, name, knobs in c["proxies"]]
+    # one batch for all: each proxy takes the first n_images of it
+    n_images = max([c["n_images"]] + [int(knobs["n_images"]) for _, _, knobs in c["proxies"] if knobs.get("n_images")])
+    images, labels = proxy_batch(dataset, n_images)
     log_line = f"{len(proxies)} proxies, {c['n_images']} images of {dataset.name}"
     return images, labels, proxies, log_line
 

@@ -156,6 +156,20 @@ def test_correlate_cv_writes_the_held_out_table(tmp_path, capsys, monkeypatch):
     assert "Held out:" in printed and "| predictor: graph features + trained size |" in printed
 
 
+def test_a_proxy_given_with_knobs_is_scored_with_them(tmp_path):
+    from evaluation.correlate import proxy_entries
+    assert proxy_entries("params,rscore:paper") == [("params", "params", {}), ("rscore:paper", "rscore:paper", {})]
+    assert proxy_entries([{"name": "rscore", "psi_inits": 2}, {"name": "rscore", "label": "r"}]) == [
+        ("rscore psi_inits=2", "rscore", {"psi_inits": 2}), ("r", "rscore", {})]
+    bench = tiny_robustbench(tmp_path / "bench.json")
+    out = tmp_path / "out"
+    assert main(["correlate", f"benchmark={bench}", "proxies=[params, {name: rscore, n_images: 6, psi_inits: 2}]",
+                 "dataset=npz", f"data_path={tiny_npz(tmp_path / 'd.npz')}", "n_images=4", f"out_dir={out}"]) == 0
+    with open(out / "scores.csv") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["proxy"] == "rscore n_images=6 psi_inits=2"]
+    assert len(rows) == 4 and all(r["valid"] == "True" for r in rows)
+
+
 def test_a_quoted_glob_names_every_benchmark_file_it_matches(tmp_path):
     from evaluation.correlate import check_config
     for name in ("b.json", "a.json"):

@@ -14,7 +14,8 @@ def add_parser(subparsers):
         description="Score every architecture of a robustness benchmark (benchmark= tiny-RobustBench JSON "
                     "files, a quoted glob of them, or a Jung et al. / NAS-RobBench-201 folder with meta.json) "
                     "with training-free proxies (proxies= names, a preset as name:preset, e.g. "
-                    "rscore,rscore:paper,croze) and report Spearman rho / Kendall tau against clean and robust "
+                    "rscore,rscore:paper,croze, or mappings with knobs, e.g. '[rscore, {name: rscore:paper, "
+                    "n_images: 64}]') and report Spearman rho / Kendall tau against clean and robust "
                     "accuracy.")
     add_config_arguments(parser, CORRELATE_DEFAULTS)
     parser.add_argument("--cv", action="store_true",
