@@ -13,7 +13,7 @@ import numpy as np
 
 from nas_problem.files import write_atomic, write_csv
 
-from .predictor.model import fit_estimator, input_row
+from .predictor.model import blend_statistics, blended, fit_estimator, input_row
 from .rank_stats import partial_spearman, spearman
 
 HELDOUT_COLUMNS = ["method", "spearman_mean", "spearman_std", "partial_mean", "partial_std", "seconds_per_arch",
@@ -81,6 +81,18 @@ def predictor(inputs: np.ndarray, robust, seed: int, seconds: float):
     return fit
 
 
+def blended_predictor(inputs: np.ndarray, robust, seed: int, blend_scores, seconds: float):
+    """:func:`predictor` blended with a proxy's scores (:func:`~evaluation.predictor.model.blended`),
+    standardised over every architecture's prediction and score (no label is read)."""
+    blend_scores = np.asarray(blend_scores, dtype=float)
+
+    def fit(train):
+        predictions = fit_estimator(inputs[train], robust[train], seed).predict(inputs)
+        statistics = blend_statistics(predictions, blend_scores)
+        return (lambda held_out: blended(predictions[held_out], blend_scores[held_out], statistics)), "", seconds
+    return fit
+
+
 # ----- the protocol -----
 def mean_std(values) -> tuple:
     """Mean and standard deviation of the defined (finite) values; NaNs when none is."""
@@ -119,8 +131,12 @@ def methods(records, size, scored: dict, robust, config: dict) -> list:
     if len(candidates) > 1:
         listed += [("best single proxy (chosen on training folds)", best_single(candidates, robust, seconds)),
                    ("rank ensemble (chosen on training folds)", rank_ensemble(candidates, robust, seconds))]
-    listed.append(("predictor: graph features + trained size",
-                   predictor(predictor_inputs(records, scored, []), robust, config["seed"], 0.0)))
+    graph = predictor_inputs(records, scored, [])
+    listed.append(("predictor: graph features + trained size", predictor(graph, robust, config["seed"], 0.0)))
+    # the blend the predictor proxy offers (blend=rscore), with each R-Score preset scored
+    listed += [(f"predictor: graph features + trained size, blended with {name}",
+                blended_predictor(graph, robust, config["seed"], candidates[name], seconds[name]))
+               for name in scored if name.split()[0].partition(":")[0] == "rscore"]
     if scored:
         listed.append((f"predictor: graph features + trained size + {', '.join(scored)}",
                        predictor(predictor_inputs(records, scored, list(scored)), robust, config["seed"],

@@ -106,6 +106,58 @@ def test_the_proxy_scores_what_the_estimator_predicts_for_the_same_row(fitted, d
         assert components == {"score": expected} and scorer.is_valid(components) and expected > 0
 
 
+def test_a_blend_standardises_prediction_and_log_rscore_over_the_calibration_sample(fitted, digits, batch):
+    from evaluation.predictor.model import blend_statistics, blended
+    bench, model, predictor, _ = fitted
+    plain = predictor_proxy(model, digits)
+    scorer = predictor_proxy(model, digits, blend="rscore")
+    rscore = get_proxy("rscore", device="cpu", num_classes=10, mean=digits.mean, std=digits.std, n_images=4,
+                       psi_inits=2)
+    scorer.blend = rscore  # a lighter R-Score: what is blended is under test, not the R-Score
+    genotypes = [r["genotype"] for r in read_benchmark(str(bench))[:6]]
+    components = [scorer.measure(g, *batch, 3) for g in genotypes]
+    assert all(scorer.is_valid(c) for c in components)
+    # the blend proxy's components ride along; the prediction is the plain predictor's
+    assert [c["score"] for c in components] == [plain.measure(g, *batch, 3)["score"] for g in genotypes]
+    assert [{k[6:]: v for k, v in c.items() if k.startswith("blend.")} for c in components] == \
+        [rscore.measure(g, *batch, 3) for g in genotypes]
+    calibration = scorer.calibrate(components)
+    r = [rscore.score(rscore.measure(g, *batch, 3), rscore.calibrate([rscore.measure(h, *batch, 3)
+                                                                       for h in genotypes])) for g in genotypes]
+    p = np.array([c["score"] for c in components])
+    # by hand: exp(½((p − mean p)/std p + (ln r − mean ln r)/std ln r))
+    z = 0.5 * ((p - p.mean()) / p.std() + (np.log(r) - np.log(r).mean()) / np.log(r).std())
+    scores = [scorer.score(c, calibration) for c in components]
+    assert scores == pytest.approx(np.exp(z))
+    assert blended(p, r, blend_statistics(p, r)) == pytest.approx(np.exp(z))
+    # strictly increasing in each part, positive, no ceiling
+    high = dict(components[0], score=components[0]["score"] + 100.0)
+    assert scorer.score(high, calibration) > scores[0] > 0
+
+
+def test_fit_predictor_reports_the_blend_it_would_score_with(tmp_path):
+    from evaluation import crossval
+    from evaluation.predictor.model import blended, blend_statistics
+    bench = synthetic_benchmark(tmp_path / "bench.json")
+    predictor, cv = fit_predictor({**QUICK, "benchmark": str(bench), "out": str(tmp_path / "m.skops"),
+                                   "blend": "params"}, log=quiet)
+    # params is a blend proxy here, not an input twice: the inputs are those of QUICK
+    assert predictor.metadata["inputs"][0]["name"] == "params" and len(predictor.metadata["inputs"]) == 1
+    assert cv["blend"]["name"] == "params" and predictor.metadata["cv_blend"]["name"] == "params"
+    # the blend's ρ by the protocol's own pieces, fold by fold
+    records = read_benchmark(str(bench))
+    sizes = np.array([DartsSpace().count_params(r["genotype"]) for r in records])
+    y = np.array([r["robust_acc"] for r in records])
+    X = matrix([input_row(r["genotype"], {"params": {"score": s}}, TRAINED) for r, s in zip(records, sizes)],
+               predictor.input_names)
+    expected = []
+    for train, held_out in crossval.splits_of(len(y), 3, 1, 0):
+        everything = fitting.fit_estimator(X[train], y[train], 0).predict(X)
+        statistics = blend_statistics(everything, sizes)
+        expected.append(crossval.spearman(blended(everything[held_out], sizes[held_out], statistics), y[held_out]))
+    assert cv["blend"]["fold_spearman"] == pytest.approx(expected)
+
+
 def test_the_file_says_what_the_model_was_fitted_on(fitted):
     bench, model, _, cv = fitted
     meta = load_predictor(model).metadata
@@ -240,15 +292,19 @@ def test_fit_predictor_prints_the_cross_validation_and_writes_the_model_once(tmp
     assert main(argv + ["overwrite=true", "seed=1"]) == 0 and out.read_bytes() != before
 
 
-def test_a_search_scores_with_the_predictor(fitted, tmp_path, capsys):
+@pytest.mark.parametrize("blend", ["none", "rscore"])
+def test_a_search_scores_with_the_predictor(fitted, tmp_path, capsys, blend):
     out = tmp_path / "run"
-    argv = ["search", "--config", "quick", "pop_size=4", "n_clusters=2", "n_gen=1", "n_calibration=2",
-            "device=cpu", "proxy=predictor", f"proxy_kwargs.model={fitted[1]}", f"out_dir={out}"]
+    argv = ["search", "--config", "quick", "pop_size=4", "n_clusters=2", "n_gen=1", "n_calibration=3",
+            "device=cpu", "proxy=predictor", f"proxy_kwargs.model={fitted[1]}", f"proxy_kwargs.blend={blend}",
+            f"out_dir={out}"]
     assert main(argv) == 0
     records = [json.loads(line) for line in (out / "archive.jsonl").read_text().splitlines()]
-    assert len(records) >= 6 and {r["proxy"] for r in records} == {"predictor"}
+    assert len(records) >= 7 and {r["proxy"] for r in records} == {"predictor"}
     assert all(r["valid"] and r["components"]["score"] > 0 for r in records)
-    assert json.loads((out / "summary.json").read_text())["knee"]["genotype"]
+    assert all(("blend.psi" in r["components"]) == (blend == "rscore") for r in records)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["knee"]["genotype"] and summary["best_rscore"]["r_score"] > 0
 
 
 def test_archives_scored_with_one_model_are_not_reused_with_another(fitted, tmp_path):

@@ -17,8 +17,9 @@ def add_parser(subparsers):
                     "trained network's parameter count and the values of input proxies (proxies= names, none by "
                     "default), on a robustness benchmark (benchmark= as for trnas correlate). Prints the Spearman "
                     "rho of an outer repeated k-fold (folds x repeats held-out folds) and writes the model to "
-                    "out= (a skops file; overwrite=true replaces one). Search with it: trnas search "
-                    "proxy=predictor proxy_kwargs.model=MODEL.skops")
+                    "out= (a skops file; overwrite=true replaces one); blend=rscore also reports the blend with the "
+                    "R-Score that proxy_kwargs.blend=rscore scores with. Search with it: trnas search "
+                    "proxy=predictor proxy_kwargs.model=MODEL.skops proxy_kwargs.blend=rscore")
     add_config_arguments(parser, FIT_DEFAULTS)
     parser.set_defaults(run=run)
     return parser
@@ -33,6 +34,8 @@ def run(args) -> int:
     predictor, cv = fit_predictor(c, log=say, progress=progress if sys.stderr.isatty() else None,
                                   version=__version__)
     print(cv_line(cv))
+    if "blend" in cv:
+        print(cv_line(cv["blend"], cv["blend"]["name"]))
     save_predictor(predictor, c["out"], overwrite=c["overwrite"])
     print(f"wrote {c['out']} ({len(predictor.input_names)} inputs, {cv['n_architectures']} architectures)")
     return 0

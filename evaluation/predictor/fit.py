@@ -24,7 +24,7 @@ from .store import FORMAT, FORMAT_VERSION, Predictor, PredictorError, check_outp
 FIT_DEFAULTS = dict(
     benchmark=None, out=None, overwrite=False, proxies="none", dataset="npz", data_path=None, root=None,
     download=False, n_images=16, seed=0, folds=5, repeats=5, limit=None, bench_dataset="cifar10",
-    robust_metric=None, clean_metric=None, epsilon="8/255", device="auto", threads=None,
+    robust_metric=None, clean_metric=None, epsilon="8/255", device="auto", threads=None, blend="none",
 )
 
 
@@ -52,6 +52,10 @@ def check_config(config: dict) -> dict:
     c = {**FIT_DEFAULTS, **config}
     c["benchmark"] = benchmark_paths(c["benchmark"])
     c["proxies"] = input_proxies(c["proxies"])
+    blend = input_proxies(c["blend"])
+    if len(blend) > 1:
+        raise SettingError(f"blend: one proxy (rscore), got {', '.join(blend)}")
+    c["blend"] = blend[0] if blend else None
     for key in ("dataset", "bench_dataset", "device"):
         c[key] = as_text(c[key], key)
     for key in ("data_path", "root", "robust_metric", "clean_metric"):
@@ -76,7 +80,8 @@ def check_config(config: dict) -> dict:
 def score_inputs(c: dict, records: list[dict], log, progress=None) -> tuple[dict, dict, str | None]:
     """(``{name: components of every record}``, ``{name: Proxy}``, the data set's name) of the
     input proxies; no data set is loaded when there are none."""
-    if not c["proxies"]:
+    names = c["proxies"] + ([c["blend"]] if c["blend"] and c["blend"] not in c["proxies"] else [])
+    if not names:
         return {}, {}, None
     from ..datasets import load_dataset, proxy_batch
     from ..registry import get_proxy
@@ -84,7 +89,7 @@ def score_inputs(c: dict, records: list[dict], log, progress=None) -> tuple[dict
     images, labels = proxy_batch(data, c["n_images"])
     # every proxy built first: an unknown name fails before any work
     proxies = {name: get_proxy(name, device=c["device"], num_classes=data.num_classes, mean=data.mean,
-                               std=data.std, n_images=c["n_images"]) for name in c["proxies"]}
+                               std=data.std, n_images=c["n_images"]) for name in names}
     scored = {}
     for k, (name, proxy) in enumerate(proxies.items(), start=1):
         step = (lambda done, total: progress(k, len(proxies), name, done, total)) if progress else None
@@ -93,15 +98,15 @@ def score_inputs(c: dict, records: list[dict], log, progress=None) -> tuple[dict
     return scored, proxies, data.name
 
 
-def usable_rows(records: list[dict], scored: dict, proxies: dict) -> tuple[list[dict], list[int]]:
-    """The input rows of the records whose every input proxy is valid and every input finite,
-    and those records' positions."""
+def usable_rows(records: list[dict], scored: dict, proxies: dict, inputs: list) -> tuple[list[dict], list[int]]:
+    """The input rows (of the proxies ``inputs``) of the records whose every scored proxy is
+    valid and every input finite, and those records' positions."""
     rows, kept = [], []
     for i, record in enumerate(records):
         components = {name: scored[name][i] for name in scored}
         if not all(proxies[name].is_valid(values) for name, values in components.items()):
             continue
-        row = input_row(record["genotype"], components, record["trained_network"])
+        row = input_row(record["genotype"], {name: components[name] for name in inputs}, record["trained_network"])
         if all(math.isfinite(value) for value in row.values()):
             rows.append(row)
             kept.append(i)
@@ -142,13 +147,14 @@ def trained_network(records: list[dict], log) -> dict:
 
 
 # ----- the numbers -----
-def cross_validate(X: np.ndarray, y: np.ndarray, folds: int, repeats: int, seed: int) -> dict:
+def cross_validate(X: np.ndarray, y: np.ndarray, folds: int, repeats: int, seed: int, blend_scores=None) -> dict:
     """Spearman ρ between predicted and true ``y`` on each held-out fold of the held-out
-    protocol's splits (:mod:`evaluation.crossval`); each fold's estimator sees its training folds
+    protocol's splits (:mod:`evaluation.crossval`), of the predictions or, given
+    ``blend_scores``, of their blend with them; each fold's estimator sees its training folds
     only. A fold whose predictions or targets are constant has no ρ and is counted apart."""
-    from ..crossval import mean_std, predictor, splits_of
+    from ..crossval import blended_predictor, mean_std, predictor, splits_of
     from ..rank_stats import spearman
-    fit = predictor(X, y, seed, 0.0)
+    fit = predictor(X, y, seed, 0.0) if blend_scores is None else blended_predictor(X, y, seed, blend_scores, 0.0)
     rhos = []
     for train, held_out in splits_of(len(y), folds, repeats, seed):
         predict, _, _ = fit(train)
@@ -159,10 +165,12 @@ def cross_validate(X: np.ndarray, y: np.ndarray, folds: int, repeats: int, seed:
             "folds": folds, "repeats": repeats, "n_architectures": len(y), "fold_spearman": rhos}
 
 
-def cv_line(cv: dict) -> str:
-    """What ``trnas fit-predictor`` says of the cross-validation."""
+def cv_line(cv: dict, blend: str | None = None) -> str:
+    """What ``trnas fit-predictor`` says of the cross-validation (of the blend with ``blend``)."""
     undefined = f", {cv['n_undefined']} more without one (constant predictions)" if cv["n_undefined"] else ""
-    return (f"cross-validated Spearman rho: {cv['spearman_mean']:.3f} ± {cv['spearman_std']:.3f} over "
+    label = f" (blended with {blend})" if blend else ""
+    return (f"cross-validated Spearman rho{label}: {cv['spearman_mean']:.3f} ± "
+            f"{cv['spearman_std']:.3f} over "
             f"{cv['n_folds']} held-out folds{undefined} ({cv['n_architectures']} architectures)")
 
 
@@ -182,7 +190,7 @@ def fit_predictor(config: dict, log=print, progress=None, version: str = "unknow
     enough(len(records), c["folds"], "the benchmark holds")
     log(f"fit-predictor: {len(records)} {space} architectures, input proxies: {', '.join(c['proxies']) or 'none'}")
     scored, proxies, dataset = score_inputs(c, records, log, progress)
-    rows, kept = usable_rows(records, scored, proxies)
+    rows, kept = usable_rows(records, scored, proxies, c["proxies"])
     if len(rows) < len(records):
         log(f"dropped {len(records) - len(rows)} of {len(records)} architectures: an input proxy flagged them or "
             f"gave a value that is not finite")
@@ -190,7 +198,12 @@ def fit_predictor(config: dict, log=print, progress=None, version: str = "unknow
     names = common_names(rows)
     X, y = matrix(rows, names), np.array([records[i]["robust_acc"] for i in kept], dtype=float)
     cv = cross_validate(X, y, c["folds"], c["repeats"], c["seed"])
-    metadata = describe(c, space, names, proxies, dataset, trained_network([records[i] for i in kept], log), cv,
+    if c["blend"]:
+        from ..correlate import final_scores
+        blend_scores = final_scores(proxies[c["blend"]], [scored[c["blend"]][i] for i in kept])
+        cv["blend"] = {"name": c["blend"], **cross_validate(X, y, c["folds"], c["repeats"], c["seed"], blend_scores)}
+    inputs = {name: proxies[name] for name in c["proxies"]}
+    metadata = describe(c, space, names, inputs, dataset, trained_network([records[i] for i in kept], log), cv,
                         len(records), version)
     return Predictor(fit_estimator(X, y, c["seed"]), metadata), cv
 
@@ -211,5 +224,7 @@ def describe(c: dict, space: str, names: list, proxies: dict, dataset, trained: 
                                         "n_fitted": cv["n_architectures"]},
         "cv": {key: cv[key] for key in ("spearman_mean", "spearman_std", "n_folds", "n_undefined", "folds",
                                         "repeats")},
+        "cv_blend": {key: cv["blend"][key] for key in ("name", "spearman_mean", "spearman_std", "n_folds")}
+        if "blend" in cv else None,
         "trnas_version": version,
     })

@@ -1,7 +1,8 @@
 """The learned robustness predictor's inputs and its estimator: graph features of the genotype,
 the log of the trained network's parameter count, and the raw components of zero-cost proxies,
 fed to gradient-boosted trees whose hyper-parameters are chosen by cross-validation on the
-architectures it is fitted on (and nothing else)."""
+architectures it is fitted on (and nothing else); and its blend with a proxy (the R-Score):
+both standardised over a calibration set and averaged."""
 from __future__ import annotations
 
 import math
@@ -61,3 +62,30 @@ def fit_estimator(X, y, seed: int = 0, inner_folds: int = 5):
                           scoring=spearman_scorer, cv=KFold(min(inner_folds, len(y)), shuffle=True, random_state=seed))
     search.fit(X, y)
     return search.best_estimator_
+
+
+def blend_statistics(predictions, blend_scores) -> dict:
+    """Mean and standard deviation of the predictions and of ln(blend proxy's score) over a
+    calibration set (the architectures where both are finite, the score positive)."""
+    predictions = np.asarray(predictions, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(np.asarray(blend_scores, dtype=float))
+    keep = np.isfinite(predictions) & np.isfinite(logs)
+    if keep.sum() < 2:
+        raise ValueError(f"a blend needs 2 or more calibration architectures with a prediction and a positive "
+                         f"score, got {int(keep.sum())}")
+
+    def moments(values):
+        return [float(values.mean()), float(values.std()) or 1.0]
+
+    return {"prediction": moments(predictions[keep]), "log_blend": moments(logs[keep])}
+
+
+def blended(prediction, blend_score, statistics: dict):
+    """exp of the mean of the two standardised values (prediction, ln blend score): positive,
+    strictly increasing in both, with no ceiling; NaN where the blend score is not positive."""
+    (p_mean, p_std), (b_mean, b_std) = statistics["prediction"], statistics["log_blend"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_blend = np.log(np.asarray(blend_score, dtype=float))
+    z = 0.5 * ((np.asarray(prediction, dtype=float) - p_mean) / p_std + (log_blend - b_mean) / b_std)
+    return np.exp(z)
