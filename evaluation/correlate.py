@@ -290,6 +290,9 @@ def correlate_benchmark(config: dict, log=print, progress=None, cv: bool = False
         torch.set_num_threads(c["threads"])
     records = benchmarks.read_benchmark(c["benchmark"], dataset=c["bench_dataset"], robust_metric=c["robust_metric"],
                                         clean_metric=c["clean_metric"], epsilon=c["epsilon"])[:c["limit"]]
+    if cv and len(records) < 2 * c["folds"]:
+        raise SettingError(f"--cv: {c['folds']}-fold cross-validation needs at least {2 * c['folds']} architectures, "
+                           f"the benchmark gives {len(records)} (lower folds=)")
     images, labels, proxies, described = build_proxies(c)
     out = Path(c["out_dir"])
     make_folder(out)
