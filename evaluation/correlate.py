@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nas_problem.files import check_folder, make_folder, write_atomic, write_csv
 
-from .crossval import TRAINED_PARAMS, cross_validate, write_heldout
+from .crossval import TRAINED_PARAMS, cross_validate, min_architectures, write_heldout
 from .settings import SettingError, as_bool, as_int, as_names, as_number, as_text, check_known
 
 CORRELATE_DEFAULTS = dict(
@@ -88,6 +88,8 @@ def proxy_entries(value) -> list[tuple]:
             name, label = knobs.pop("name", None), knobs.pop("label", None)
             if not isinstance(name, str) or not name.strip():
                 raise SettingError(f"proxies: a proxy given as a mapping needs name: (got {item!r})")
+            if knobs.get("n_images") is not None:
+                knobs["n_images"] = as_int(knobs["n_images"], f"proxies: {name}'s n_images", minimum=1)
             label = label or " ".join([name.strip()] + [f"{k}={v}" for k, v in knobs.items()])
             entries.append((str(label), name.strip(), knobs))
         else:
@@ -276,6 +278,34 @@ def warn_constant(clean, robust, log) -> None:
                 f"Spearman rho and Kendall tau against it are undefined (nan): nothing to rank")
 
 
+def read_records(c: dict, cv: bool) -> list[dict]:
+    """The benchmark's records (the first ``limit``), refused before any work when too few for ``cv``."""
+    from . import benchmarks
+    records = benchmarks.read_benchmark(c["benchmark"], dataset=c["bench_dataset"], robust_metric=c["robust_metric"],
+                                        clean_metric=c["clean_metric"], epsilon=c["epsilon"])[:c["limit"]]
+    if cv and len(records) < min_architectures(c["folds"]):
+        raise SettingError(f"--cv: {c['folds']}-fold cross-validation needs at least {min_architectures(c['folds'])} "
+                           f"architectures, the benchmark gives {len(records)} (lower folds=)")
+    return records
+
+
+def score_lines(name: str, records, components, scores, seconds) -> list[dict]:
+    """The rows of ``scores.csv`` for one proxy."""
+    return [{"id": record["id"], "proxy": name, "score": s, "valid": math.isfinite(s), "seconds": t,
+             "clean_acc": record["clean_acc"], "robust_acc": record["robust_acc"],
+             "genotype": str(record["genotype"]), "components": json.dumps(comps, default=str)}
+            for record, comps, s, t in zip(records, components, scores, seconds)]
+
+
+def undefined_notes(name: str, scores, clean, robust) -> list[str]:
+    notes = []
+    for label, target in (("robust", robust), ("clean", clean)):
+        reason = why_undefined(scores, target, label)
+        if reason:
+            notes.append(f"{name}: rho and tau against {label} accuracy are undefined (nan): {reason}.")
+    return notes
+
+
 def correlate_benchmark(config: dict, log=print, progress=None, cv: bool = False) -> list[dict]:
     """Score a benchmark with each proxy of ``config`` (keys of :data:`CORRELATE_DEFAULTS`) and
     write ``scores.csv``, ``correlation.csv``, ``correlation.md`` and one scatter plot per proxy
@@ -283,17 +313,12 @@ def correlate_benchmark(config: dict, log=print, progress=None, cv: bool = False
     with ``cv`` also the held-out table of :mod:`evaluation.crossval` (``heldout.csv``/``.md``).
     ``progress(k, n_proxies, name, done, total)`` follows the scoring. Returns the table's rows."""
     import torch
-
-    from . import benchmarks
     c = check_config(config)
     if c["threads"]:
         torch.set_num_threads(c["threads"])
-    records = benchmarks.read_benchmark(c["benchmark"], dataset=c["bench_dataset"], robust_metric=c["robust_metric"],
-                                        clean_metric=c["clean_metric"], epsilon=c["epsilon"])[:c["limit"]]
-    if cv and len(records) < 2 * c["folds"]:
-        raise SettingError(f"--cv: {c['folds']}-fold cross-validation needs at least {2 * c['folds']} architectures, "
-                           f"the benchmark gives {len(records)} (lower folds=)")
+    records = read_records(c, cv)
     images, labels, proxies, described = build_proxies(c)
+    proxy_names = {label: name for label, name, _ in c["proxies"]}
     out = Path(c["out_dir"])
     make_folder(out)
     clean, robust = [r["clean_acc"] for r in records], [r["robust_acc"] for r in records]
@@ -302,30 +327,26 @@ def correlate_benchmark(config: dict, log=print, progress=None, cv: bool = False
     table = [table_row(TRAINED_PARAMS, size, clean, robust, size, (time.perf_counter() - start) / len(records), c)]
     log(f"correlate: {len(records)} architectures, {described}")
     warn_constant(clean, robust, log)
-    score_rows, notes, scored = [], [], {}
+    rows, notes, scored = [], [], {}
     for k, (name, proxy) in enumerate(proxies, start=1):
         step = (lambda done, total: progress(k, len(proxies), name, done, total)) if progress else None
         components, seconds, wall, evaluator = score_benchmark(name, proxy, records, images, labels, c["seed"],
                                                                log, step)
         scores = final_scores(proxy, components)
-        row = table_row(name, scores, clean, robust, size, wall / len(records) if records else math.nan, c)
-        table.append(row)
-        scored[name] = {"scores": scores, "components": components, "seconds_per_arch": row["seconds_per_arch"]}
-        score_rows += [{"id": record["id"], "proxy": name, "score": s, "valid": math.isfinite(s), "seconds": t,
-                        "clean_acc": record["clean_acc"], "robust_acc": record["robust_acc"],
-                        "genotype": str(record["genotype"]), "components": json.dumps(comps, default=str)}
-                       for record, comps, s, t in zip(records, components, scores, seconds)]
+        table.append(table_row(name, scores, clean, robust, size, wall / len(records) if records else math.nan, c))
+        scored[name] = {"scores": scores, "components": components, "proxy": proxy_names[name],
+                        "seconds_per_arch": table[-1]["seconds_per_arch"]}
+        rows += score_lines(name, records, components, scores, seconds)
+        row = table[-1]
         log(f"[{k}/{len(proxies)}] {name}: rho_robust={_fmt(row['spearman_robust'])} "
             f"partial_given_size={_fmt(row['partial_robust_given_size'])} rho_clean={_fmt(row['spearman_clean'])} "
             f"effective={100 * row['effective_rate']:.1f}% {row['seconds_per_arch']:.2f} s/arch "
             f"({wall:.0f} s, {evaluator})")
-        for label, target in (("robust", robust), ("clean", clean)):
-            reason = why_undefined(scores, target, label)
-            if reason:
-                notes.append(f"{name}: rho and tau against {label} accuracy are undefined (nan): {reason}.")
-                log(f"  {notes[-1]}")
+        for note in undefined_notes(name, scores, clean, robust):
+            notes.append(note)
+            log(f"  {note}")
         scatter(out / f"scatter_{file_name(name)}.png", name, scores, robust, row["spearman_robust"])
-        write_csv(out / "scores.csv", score_rows, SCORE_COLUMNS)
+        write_csv(out / "scores.csv", rows, SCORE_COLUMNS)
         write_csv(out / "correlation.csv", table, CORRELATION_COLUMNS)
         write_atomic(out / "correlation.md", markdown_table(table) + "".join(f"\n{note}\n" for note in notes))
     if cv:

@@ -14,6 +14,8 @@ import numpy as np
 from nas_problem.files import write_atomic, write_csv
 
 from .predictor.model import blend_statistics, blended, fit_estimator, input_row
+from .predictor.store import matrix
+from .settings import SettingError
 from .rank_stats import partial_spearman, spearman
 
 HELDOUT_COLUMNS = ["method", "spearman_mean", "spearman_std", "partial_mean", "partial_std", "seconds_per_arch",
@@ -23,11 +25,17 @@ MAX_ENSEMBLE = 4
 TRAINED_PARAMS = "params (trained network)"
 
 
+def min_architectures(folds: int) -> int:
+    """The fewest architectures a k-fold protocol runs on: each training set must hold enough for
+    the predictor's inner cross-validation to split again."""
+    return max(2 * folds, 10)
+
+
 def splits_of(n: int, folds: int, repeats: int, seed: int) -> list:
     """``repeats`` × ``folds`` (train, held-out) index pairs: scikit-learn's RepeatedKFold."""
     from sklearn.model_selection import RepeatedKFold
     if n < folds:
-        raise ValueError(f"{folds}-fold cross-validation needs at least {folds} architectures, got {n}")
+        raise SettingError(f"{folds}-fold cross-validation needs at least {folds} architectures, got {n}")
     return list(RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed).split(np.arange(n)))
 
 
@@ -67,7 +75,7 @@ def rank_ensemble(candidates: dict, robust, seconds: dict):
             if name is None or not gains[name] > best:
                 break
             members, best = members + [name], gains[name]
-        return ((lambda held_out: mean_rank(candidates, members, held_out)), " + ".join(members),
+        return ((lambda held_out: mean_rank(candidates, members, held_out)), " + ".join(sorted(members)),
                 sum(seconds[m] for m in members))
     return fit
 
@@ -117,9 +125,12 @@ def evaluate(name: str, fit, splits, robust, size) -> dict:
 
 
 def predictor_inputs(records, scored: dict, names) -> np.ndarray:
+    """The predictor's inputs for every record: every input any row has, NaN where a row lacks it
+    (an architecture a proxy could not score), for the estimator's imputation to fill."""
     rows = [input_row(r["genotype"], {n: scored[n]["components"][i] for n in names}, r.get("trained_network", {}))
             for i, r in enumerate(records)]
-    return np.array([[row[key] for key in rows[0]] for row in rows], dtype=float)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return matrix(rows, columns)
 
 
 def methods(records, size, scored: dict, robust, config: dict) -> list:
@@ -136,7 +147,7 @@ def methods(records, size, scored: dict, robust, config: dict) -> list:
     # the blend the predictor proxy offers (blend=rscore), with each R-Score preset scored
     listed += [(f"predictor: graph features + trained size, blended with {name}",
                 blended_predictor(graph, robust, config["seed"], candidates[name], seconds[name]))
-               for name in scored if name.split()[0].partition(":")[0] == "rscore"]
+               for name in scored if scored[name].get("proxy", name).partition(":")[0] == "rscore"]
     if scored:
         listed.append((f"predictor: graph features + trained size + {', '.join(scored)}",
                        predictor(predictor_inputs(records, scored, list(scored)), robust, config["seed"],

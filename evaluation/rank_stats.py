@@ -63,7 +63,9 @@ def binned_spearman(x, y, size, n_bins: int = 5) -> float:
 def bootstrap_interval(x, y, seed: int = 0, n_resamples: int = 1000, level: float = 0.95) -> tuple:
     """The percentile bootstrap ``level`` interval of Spearman ρ, architectures resampled with
     replacement (scipy's paired bootstrap, ``n_resamples`` draws from ``seed``); NaNs when ρ
-    is undefined."""
+    is undefined. A resample whose scores or accuracies are all equal counts as ρ = 0, which
+    widens the interval towards 0 on very small benchmarks (with 20 or more architectures such
+    a draw is vanishingly rare)."""
     from scipy import stats
     x, y = _finite(x, y)
     if not math.isfinite(spearman(x, y)):

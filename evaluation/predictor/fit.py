@@ -29,15 +29,15 @@ FIT_DEFAULTS = dict(
 
 
 # ----- the settings -----
-def input_proxies(value) -> list[str]:
+def input_proxies(value, key: str = "proxies") -> list[str]:
     """Proxy names from a list or comma-separated text; ``none`` (or nothing) for none."""
     if value in (None, "", []) or (isinstance(value, str) and value.strip().lower() == "none"):
         return []
-    names = as_names(value, "proxies")
+    names = as_names(value, key)
     if any(name.partition(":")[0] == "predictor" for name in names):
-        raise SettingError("proxies: a predictor cannot be an input of a predictor")
+        raise SettingError(f"{key}: a predictor cannot be an input of a predictor")
     if len(set(names)) < len(names):
-        raise SettingError(f"proxies: a proxy is named twice in {', '.join(names)}")
+        raise SettingError(f"{key}: a proxy is named twice in {', '.join(names)}")
     from .. import zoo  # noqa: F401  (registers the zoo's proxies)
     from ..registry import knobs_of
     for name in names:
@@ -52,7 +52,7 @@ def check_config(config: dict) -> dict:
     c = {**FIT_DEFAULTS, **config}
     c["benchmark"] = benchmark_paths(c["benchmark"])
     c["proxies"] = input_proxies(c["proxies"])
-    blend = input_proxies(c["blend"])
+    blend = input_proxies(c["blend"], "blend")
     if len(blend) > 1:
         raise SettingError(f"blend: one proxy (rscore), got {', '.join(blend)}")
     c["blend"] = blend[0] if blend else None
@@ -99,14 +99,14 @@ def score_inputs(c: dict, records: list[dict], log, progress=None) -> tuple[dict
 
 
 def usable_rows(records: list[dict], scored: dict, proxies: dict, inputs: list) -> tuple[list[dict], list[int]]:
-    """The input rows (of the proxies ``inputs``) of the records whose every scored proxy is
-    valid and every input finite, and those records' positions."""
+    """The input rows (of the proxies ``inputs``) of the records whose every input proxy is valid
+    and every input finite, and those records' positions (a blend proxy's failures leave the fit alone)."""
     rows, kept = [], []
     for i, record in enumerate(records):
-        components = {name: scored[name][i] for name in scored}
+        components = {name: scored[name][i] for name in inputs}
         if not all(proxies[name].is_valid(values) for name, values in components.items()):
             continue
-        row = input_row(record["genotype"], {name: components[name] for name in inputs}, record["trained_network"])
+        row = input_row(record["genotype"], components, record["trained_network"])
         if all(math.isfinite(value) for value in row.values()):
             rows.append(row)
             kept.append(i)
@@ -130,7 +130,8 @@ def one_space(records: list[dict]) -> str:
 def enough(n: int, folds: int, what: str) -> None:
     """Refuse fewer architectures than the folds' fits can learn from: each of k held-out
     folds needs a training set that the inner cross-validation can split again."""
-    need = max(2 * folds, 10)
+    from ..crossval import min_architectures
+    need = min_architectures(folds)
     if n < need:
         raise PredictorError(f"{what} {n} architectures: {folds}-fold cross-validation needs at least {need}")
 
@@ -201,7 +202,12 @@ def fit_predictor(config: dict, log=print, progress=None, version: str = "unknow
     if c["blend"]:
         from ..correlate import final_scores
         blend_scores = final_scores(proxies[c["blend"]], [scored[c["blend"]][i] for i in kept])
-        cv["blend"] = {"name": c["blend"], **cross_validate(X, y, c["folds"], c["repeats"], c["seed"], blend_scores)}
+        try:
+            cv["blend"] = {"name": c["blend"], **cross_validate(X, y, c["folds"], c["repeats"], c["seed"],
+                                                                blend_scores)}
+        except ValueError as error:
+            raise PredictorError(f"blend={c['blend']}: {error} (blend with a proxy whose scores are positive, "
+                                 f"such as rscore)") from None
     inputs = {name: proxies[name] for name in c["proxies"]}
     metadata = describe(c, space, names, inputs, dataset, trained_network([records[i] for i in kept], log), cv,
                         len(records), version)

@@ -85,7 +85,8 @@ def blended(prediction, blend_score, statistics: dict):
     """exp of the mean of the two standardised values (prediction, ln blend score): positive,
     strictly increasing in both, with no ceiling; NaN where the blend score is not positive."""
     (p_mean, p_std), (b_mean, b_std) = statistics["prediction"], statistics["log_blend"]
+    blend_score = np.asarray(blend_score, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_blend = np.log(np.asarray(blend_score, dtype=float))
+        log_blend = np.where(blend_score > 0, np.log(blend_score), np.nan)
     z = 0.5 * ((np.asarray(prediction, dtype=float) - p_mean) / p_std + (log_blend - b_mean) / b_std)
     return np.exp(z)

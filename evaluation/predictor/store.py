@@ -25,6 +25,7 @@ FORMAT = "trnas-predictor"
 # bumped whenever the file's layout or the meaning of an input changes: older files are refused
 FORMAT_VERSION = 1
 REFIT = "refit with trnas fit-predictor"
+REQUIRED_METADATA = ("space", "input_names", "inputs", "n_images", "trained_network")
 
 # what the fitted pipeline (median imputation, then a GradientBoostingRegressor) holds that skops does not trust by default (which of
 # these it reports depends on the skops and scikit-learn versions); anything else is refused
@@ -142,6 +143,9 @@ def load_predictor(path) -> Predictor:
     if metadata.get("format_version") != FORMAT_VERSION:
         raise PredictorError(f"{path} is a predictor of format version {metadata.get('format_version')}, this "
                              f"trnas reads version {FORMAT_VERSION}: {REFIT}")
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise PredictorError(f"{path}: its metadata lacks {', '.join(missing)} (a corrupt predictor file): {REFIT}")
     return Predictor(content["estimator"], metadata, hashlib.sha256(path.read_bytes()).hexdigest())
 
 
