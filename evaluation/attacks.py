@@ -236,6 +236,38 @@ def _test_set(c: dict, checkpoints: list):
     return dataset, dataset.x_test[index], dataset.y_test[index]
 
 
+def load_checkpoints(c: dict, device) -> tuple:
+    """(models, specs, checkpoints) of ``c["checkpoints"]``, refused unless they predict one number
+    of classes."""
+    loaded = [load_model(path, device) for path in c["checkpoints"]]
+    models, specs, checkpoints = ([item[i] for item in loaded] for i in range(3))
+    classes = {s.num_classes for s in specs}
+    if len(classes) > 1:
+        raise AttackError(f"the checkpoints predict different numbers of classes: {sorted(classes)}")
+    return models, specs, checkpoints
+
+
+def model_report(model, spec, checkpoint, name, images, labels, c: dict, knobs: dict, log) -> dict:
+    """One model's row of the report: its size and its accuracy under every attack."""
+    log(f"{name}  [{checkpoint['path']}]")
+    params, flops = model_cost(spec)
+    results = evaluate_model(model, images, labels, c["attacks"], autoattack_n=c["autoattack_n"], log=log, **knobs)
+    accuracy = {k: v["accuracy"] for k, v in results.items()}
+    score = hrs(accuracy["clean"], accuracy["pgd20"]) if "pgd20" in accuracy else None
+    return dict(name=name, checkpoint=checkpoint["path"], arch=spec.arch, genotype=spec.genotype,
+                channels=spec.channels, layers=spec.layers, method=checkpoint["config"].get("method"),
+                epochs_trained=checkpoint["epoch"], params_m=params, flops_m=flops, accuracy=accuracy, hrs=score,
+                details=results)
+
+
+def table_text(reports, c: dict, n_images: int, dataset_name: str) -> str:
+    notes = [f"Accuracy (%) on {n_images} {dataset_name} test images (seed {c['seed']}); "
+             f"HRS = 2·Clean·PGD-20/(Clean + PGD-20)."]
+    if "autoattack" in c["attacks"] and c["autoattack_n"] and c["autoattack_n"] < n_images:
+        notes.append(f"AutoAttack on the first {c['autoattack_n']} of these images.")
+    return markdown_table(reports, c["attacks"]) + "\n" + " ".join(notes) + "\n"
+
+
 def attack_checkpoints(config: dict, log=print) -> dict:
     """Evaluate checkpoints under the chosen attacks (and each other's transferred examples);
     writes ``attack.json``, ``table.md`` and (several checkpoints) ``transfer.md`` to ``out_dir``."""
@@ -243,13 +275,7 @@ def attack_checkpoints(config: dict, log=print) -> dict:
     if c["threads"]:
         torch.set_num_threads(c["threads"])
     device = resolve_device(c["device"])
-    loaded = [load_model(path, device) for path in c["checkpoints"]]
-    models = [m for m, _, _ in loaded]
-    specs = [s for _, s, _ in loaded]
-    checkpoints = [ck for _, _, ck in loaded]
-    classes = {s.num_classes for s in specs}
-    if len(classes) > 1:
-        raise AttackError(f"the checkpoints predict different numbers of classes: {sorted(classes)}")
+    models, specs, checkpoints = load_checkpoints(c, device)
     dataset, images, labels = _test_set(c, checkpoints)
     if dataset.num_classes != specs[0].num_classes:
         raise CheckpointError(f"the models predict {specs[0].num_classes} classes but {dataset.name} has "
@@ -262,29 +288,11 @@ def attack_checkpoints(config: dict, log=print) -> dict:
                  n_classes=specs[0].num_classes, seed=c["seed"], batch_size=c["batch_size"])
     log(f"attacking {len(models)} model(s) on {len(images)} {dataset.name} test images "
         f"({', '.join(LABELS[a] for a in c['attacks']) or 'clean only'}; eps {c['eps']:.5f}) on {device}")
-
-    reports = []
-    for model, spec, checkpoint, name in zip(models, specs, checkpoints, names):
-        log(f"{name}  [{checkpoint['path']}]")
-        params, flops = model_cost(spec)
-        results = evaluate_model(model, images, labels, c["attacks"], autoattack_n=c["autoattack_n"], log=log,
-                                 **knobs)
-        accuracy = {k: v["accuracy"] for k, v in results.items()}
-        score = hrs(accuracy["clean"], accuracy["pgd20"]) if "pgd20" in accuracy else None
-        reports.append(dict(name=name, checkpoint=checkpoint["path"], arch=spec.arch, genotype=spec.genotype,
-                            channels=spec.channels, layers=spec.layers,
-                            method=checkpoint["config"].get("method"), epochs_trained=checkpoint["epoch"],
-                            params_m=params, flops_m=flops, accuracy=accuracy, hrs=score, details=results))
-
+    reports = [model_report(*entry, images, labels, c, knobs, log) for entry in zip(models, specs, checkpoints, names)]
     report = dict(dataset=dataset.name, n_examples=len(images), seed=c["seed"], device=str(device),
                   settings={k: c[k] for k in ("eps", "alpha", "cw_c", "cw_steps", "cw_lr", "autoattack_n")},
                   attacks=c["attacks"], models=reports)
-    table = markdown_table(reports, c["attacks"])
-    notes = [f"Accuracy (%) on {len(images)} {dataset.name} test images (seed {c['seed']}); "
-             f"HRS = 2·Clean·PGD-20/(Clean + PGD-20)."]
-    if "autoattack" in c["attacks"] and c["autoattack_n"] and c["autoattack_n"] < len(images):
-        notes.append(f"AutoAttack on the first {c['autoattack_n']} of these images.")
-    table += "\n" + " ".join(notes) + "\n"
+    table = table_text(reports, c, len(images), dataset.name)
     log("")
     log(table)
     outputs = {"table": str(out_dir / "table.md"), "json": str(out_dir / "attack.json")}
