@@ -129,7 +129,7 @@ def summary_row(preset, implementation, measured, scorer) -> dict:
                 components=components)
 
 
-def main(argv=None) -> int:
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50, help="architectures per preset (default 50)")
     parser.add_argument("--presets", default="reference,paper", help="comma-separated presets")
@@ -152,93 +152,96 @@ def main(argv=None) -> int:
         parser.error("--in-flight must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    if not args.no_reference:
+    return args
+
+
+def implementations(scorer, preset, device, data, images, labels, with_reference: bool) -> dict:
+    """``{name: step(i, genotype) -> timed record}`` of the production path and, unless left out,
+    the straightforward reference implementation."""
+    def production_step(i, genotype):
+        components, elapsed = timed(device, lambda: scorer.measure(genotype, images, labels, seed=i))
+        return dict(components=components, s=elapsed, psi_s=scorer.last_timing["psi_s"],
+                    phi_s=scorer.last_timing["phi_s"])
+
+    def reference_step(i, genotype):
         from reference_rscore import reference_measure
+        timing = {}
+        components = reference_measure(genotype, images, labels, seed=i, preset=preset, mean=data.mean,
+                                       std=data.std, device=device, timing=timing)
+        # its network builds are not timed: a conservative baseline
+        return dict(components=components, s=timing["psi_s"] + timing["phi_s"], psi_s=timing["psi_s"],
+                    phi_s=timing["phi_s"])
 
-    data = load_dataset("digits")
-    space = DartsSpace()
-    rng = np.random.default_rng(args.seed)
-    genotypes = [space.decode(space.random_x(rng)) for _ in range(args.n)]
-    print(describe_machine(device))
-    if hasattr(os, "getloadavg"):
-        print("load average before the run: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
-    print(f"{args.n} random DARTS architectures (seed {args.seed}), digits batch, proxy seed i for architecture i")
-    rows = []
-    for preset in args.presets.split(","):
-        scorer = get_proxy(f"rscore:{preset}", device=device, mean=data.mean, std=data.std)
-        images, labels = proxy_batch(data, scorer.config["n_images"])
-        scorer.measure(genotypes[0], images, labels, seed=0)  # warm-up: kernels, allocator
+    return {"production": production_step, **({"reference": reference_step} if with_reference else {})}
 
-        def production_step(i, genotype):
-            components, elapsed = timed(device, lambda: scorer.measure(genotype, images, labels, seed=i))
-            return dict(components=components, s=elapsed, psi_s=scorer.last_timing["psi_s"],
-                        phi_s=scorer.last_timing["phi_s"])
 
-        def reference_step(i, genotype):
-            timing = {}
-            components = reference_measure(genotype, images, labels, seed=i, preset=preset, mean=data.mean,
-                                           std=data.std, device=device, timing=timing)
-            # its network builds are not timed: a conservative baseline
-            return dict(components=components, s=timing["psi_s"] + timing["phi_s"], psi_s=timing["psi_s"],
-                        phi_s=timing["phi_s"])
+def time_paired(steps: dict, genotypes, in_flight, device) -> tuple:
+    """(records per implementation, results and seconds of the in-flight evaluator) over the same
+    architectures."""
+    concurrency = in_flight.concurrency()
+    if concurrency > 1:
+        dict(in_flight([(genotypes[0], 0)] * concurrency))  # warm-up of its threads
+    records = {name: [] for name in steps}
+    in_flight_results, in_flight_seconds = {}, 0.0
+    for i, genotype in enumerate(genotypes):
+        # paired: the implementations alternate architecture by architecture, each going first
+        # every other time, so the machine's drift over the run (±25 % within an hour on shared
+        # cloud cores) and any effect of the one on the other fall on both alike
+        for name in (list(steps) if i % 2 == 0 else list(reversed(steps))):
+            records[name].append(steps[name](i, genotype))
+        if concurrency > 1 and (i % IN_FLIGHT_BLOCK == IN_FLIGHT_BLOCK - 1 or i == len(genotypes) - 1):
+            block = range(i - i % IN_FLIGHT_BLOCK, i + 1)
+            results, seconds = timed(device, lambda: dict(in_flight([(genotypes[j], j) for j in block])))
+            in_flight_results.update({block[position]: result for position, result in results.items()})
+            in_flight_seconds += seconds
+    return records, in_flight_results, in_flight_seconds
 
-        steps = {"production": production_step}
-        if not args.no_reference:
-            steps["reference"] = reference_step
-        in_flight = InProcessEvaluator(scorer, images, labels, in_flight=args.in_flight)
-        concurrency = in_flight.concurrency()
-        if concurrency > 1:
-            dict(in_flight([(genotypes[0], 0)] * concurrency))  # warm-up of its threads
-        records = {name: [] for name in steps}
-        in_flight_results, in_flight_seconds = {}, 0.0
-        for i, genotype in enumerate(genotypes):
-            # paired: the implementations alternate architecture by architecture, each going first
-            # every other time, so the machine's drift over the run (±25 % within an hour on shared
-            # cloud cores) and any effect of the one on the other fall on both alike
-            for name in (list(steps) if i % 2 == 0 else list(reversed(steps))):
-                records[name].append(steps[name](i, genotype))
-            if concurrency > 1 and (i % IN_FLIGHT_BLOCK == IN_FLIGHT_BLOCK - 1 or i == len(genotypes) - 1):
-                block = range(i - i % IN_FLIGHT_BLOCK, i + 1)
-                results, seconds = timed(device, lambda: dict(in_flight([(genotypes[j], j) for j in block])))
-                in_flight_results.update({block[position]: result for position, result in results.items()})
-                in_flight_seconds += seconds
-        timed_rows = {name: summary_row(preset, name, measured, scorer) for name, measured in records.items()}
-        row = timed_rows["production"]
-        production = row["components"]
-        production_rows = [row]
-        if concurrency > 1:
-            production_rows.append(several_at_once_row(preset, f"production, {concurrency} at once",
-                                                       in_flight_seconds / len(genotypes), in_flight_results, scorer))
-            print(f"{preset}: production on {in_flight.describe()}: {production_rows[-1]['s']:.3f} s/arch",
-                  flush=True)
-        if args.workers:
-            production_rows.append(score_on_workers(scorer, preset, device, data, genotypes, images, labels, args.workers))
-            for compared in production_rows[:-1]:
-                same = sum(a == b for a, b in zip(production_rows[-1]["components"], compared["components"]))
-                print(f"{preset}: {args.workers} Ray workers gave the components of '{compared['implementation']}' "
-                      f"(torch threads: {compared['threads']}) for {same}/{args.n} architectures (equal only at "
-                      f"equal thread counts)", flush=True)
-        if not args.no_reference:
-            reference_row = timed_rows["reference"]
-            reference, reference_s = reference_row["components"], reference_row["s"]
-            psi_equal = sum(p["psi"] == r["psi"] for p, r in zip(production, reference))
-            phi_rel = max(abs(p["phi"] - r["phi"]) / abs(r["phi"]) for p, r in zip(production, reference))
-            print(f"{preset}: Ψ identical for {psi_equal}/{args.n} architectures, largest relative Φ "
-                  f"difference {phi_rel:.1e}", flush=True)
-            # Φ is one network's three forward/backward passes, which nothing batches: even a Ψ
-            # that took no time could not beat this ratio
-            print(f"{preset}: ceiling with this Φ (production Ψ taking no time): "
-                  f"{reference_s / row['phi']:.1f}×", flush=True)
-            rows.append({**reference_row, "speedup": 1.0, "rho": 1.0})
-            for production_row in production_rows:
-                production_row.update(speedup=reference_s / production_row["s"],
-                                      rho=spearmanr(normalise_over_set(production_row["components"]),
-                                                    normalise_over_set(reference)).statistic)
-        rows.extend(production_rows)
 
+def compare_with_reference(preset, reference_row, production_rows, n) -> list:
+    """The reference row, with each production row's speed-up and ρ against it filled in."""
+    reference, reference_s = reference_row["components"], reference_row["s"]
+    production = production_rows[0]["components"]
+    psi_equal = sum(p["psi"] == r["psi"] for p, r in zip(production, reference))
+    phi_rel = max(abs(p["phi"] - r["phi"]) / abs(r["phi"]) for p, r in zip(production, reference))
+    print(f"{preset}: Ψ identical for {psi_equal}/{n} architectures, largest relative Φ "
+          f"difference {phi_rel:.1e}", flush=True)
+    # Φ is one network's three forward/backward passes, which nothing batches: even a Ψ
+    # that took no time could not beat this ratio
+    print(f"{preset}: ceiling with this Φ (production Ψ taking no time): "
+          f"{reference_s / production_rows[0]['phi']:.1f}×", flush=True)
+    for row in production_rows:
+        row.update(speedup=reference_s / row["s"], rho=spearmanr(normalise_over_set(row["components"]),
+                                                                 normalise_over_set(reference)).statistic)
+    return [{**reference_row, "speedup": 1.0, "rho": 1.0}]
+
+
+def bench_preset(preset, args, device, data, genotypes) -> list:
+    """The table's rows of one preset: reference, production, several at once, Ray workers."""
+    scorer = get_proxy(f"rscore:{preset}", device=device, mean=data.mean, std=data.std)
+    images, labels = proxy_batch(data, scorer.config["n_images"])
+    scorer.measure(genotypes[0], images, labels, seed=0)  # warm-up: kernels, allocator
+    steps = implementations(scorer, preset, device, data, images, labels, not args.no_reference)
+    in_flight = InProcessEvaluator(scorer, images, labels, in_flight=args.in_flight)
+    records, in_flight_results, in_flight_seconds = time_paired(steps, genotypes, in_flight, device)
+    timed_rows = {name: summary_row(preset, name, measured, scorer) for name, measured in records.items()}
+    production_rows = [timed_rows["production"]]
+    if in_flight.concurrency() > 1:
+        production_rows.append(several_at_once_row(preset, f"production, {in_flight.concurrency()} at once",
+                                                   in_flight_seconds / len(genotypes), in_flight_results, scorer))
+        print(f"{preset}: production on {in_flight.describe()}: {production_rows[-1]['s']:.3f} s/arch", flush=True)
+    if args.workers:
+        production_rows.append(score_on_workers(scorer, preset, device, data, genotypes, images, labels, args.workers))
+        for compared in production_rows[:-1]:
+            same = sum(a == b for a, b in zip(production_rows[-1]["components"], compared["components"]))
+            print(f"{preset}: {args.workers} Ray workers gave the components of '{compared['implementation']}' "
+                  f"(torch threads: {compared['threads']}) for {same}/{args.n} architectures (equal only at "
+                  f"equal thread counts)", flush=True)
+    if args.no_reference:
+        return production_rows
+    return compare_with_reference(preset, timed_rows["reference"], production_rows, args.n) + production_rows
+
+
+def print_table(rows, device) -> None:
     def cell(value, spec, suffix=""):
         return "–" if value is None else f"{value:{spec}}{suffix}"
 
@@ -249,6 +252,23 @@ def main(argv=None) -> int:
         print(f"| {r['preset']} | {r['implementation']} | {device.type} | {r['threads']} | {r['s']:.3f} "
               f"| {cell(r['psi'], '.3f')} | {cell(r['phi'], '.3f')} | {cell(r['speedup'], '.1f', '×')} "
               f"| {cell(r['rho'], '.4f')} | {r['flagged']} |")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    data = load_dataset("digits")
+    space = DartsSpace()
+    rng = np.random.default_rng(args.seed)
+    genotypes = [space.decode(space.random_x(rng)) for _ in range(args.n)]
+    print(describe_machine(device))
+    if hasattr(os, "getloadavg"):
+        print("load average before the run: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print(f"{args.n} random DARTS architectures (seed {args.seed}), digits batch, proxy seed i for architecture i")
+    rows = [row for preset in args.presets.split(",") for row in bench_preset(preset, args, device, data, genotypes)]
+    print_table(rows, device)
     return 0
 
 
