@@ -38,6 +38,8 @@ def test_tiny_robustbench_reader(tmp_path):
     assert isinstance(records[0]["genotype"], Genotype)
     assert records[0]["genotype"].normal[1] == ("skip_connect", 1)
     assert (records[1]["clean_acc"], records[1]["robust_acc"]) == (71.0, 39.0)
+    # the network the benchmark trained, for the size baseline: C = 16, 8 cells unless the record says
+    assert records[0]["trained_network"] == {"channels": 16, "layers": 8}
 
 
 def test_jung_reader_picks_epsilon_and_key(tmp_path):
@@ -74,6 +76,12 @@ def test_robbench_reader(tmp_path):
     records = read_benchmark(root)
     assert [r["robust_acc"] for r in records] == [50.0, 48.0, 46.0]
     assert [r["clean_acc"] for r in records] == [80.0, 79.0, 78.0]
+    # NAS-Bench-201 benchmarks trained the NB201 network: the space's own (C = 16, N = 5)
+    from evaluation.correlate import trained_sizes
+    from nas_problem.nb201 import NB201Space
+    assert records[0]["trained_network"] == {}
+    assert trained_sizes(records) == [NB201Space().count_params(r["genotype"], channels=16, cells_per_stage=5)
+                                      for r in records]
     assert [r["robust_acc"] for r in read_benchmark(root, robust_metric="val_pgd_8.0_acc")] == [30.0, 29.0, 28.0]
     with pytest.raises(BenchmarkError):
         read_benchmark(root, robust_metric="val_nope_acc")
