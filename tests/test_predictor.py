@@ -238,6 +238,17 @@ def test_a_skops_file_that_is_no_predictor_is_refused(tmp_path):
         load_predictor(tmp_path / "list.skops")
 
 
+def test_a_file_holding_another_scikit_learn_estimator_is_refused(fitted, tmp_path):
+    """skops trusts scikit-learn's types by default: a predictor file must hold the fitted pipeline."""
+    from sklearn.linear_model import LinearRegression
+    predictor = fitted[2]
+    other = LinearRegression().fit(np.eye(3), [1.0, 2.0, 3.0])
+    save_predictor(Predictor(other, predictor.metadata), tmp_path / "linear.skops")
+    with pytest.raises(PredictorError, match="its estimator is a LinearRegression, not the imputing"):
+        load_predictor(tmp_path / "linear.skops")
+    assert load_predictor(fitted[1]).metadata == predictor.metadata  # the fitted pipeline loads
+
+
 def test_a_file_of_another_format_version_is_refused(fitted, tmp_path):
     predictor = fitted[2]
     stale = Predictor(predictor.estimator, {**predictor.metadata, "format_version": FORMAT_VERSION - 1})

@@ -146,7 +146,21 @@ def load_predictor(path) -> Predictor:
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
         raise PredictorError(f"{path}: its metadata lacks {', '.join(missing)} (a corrupt predictor file): {REFIT}")
+    if not is_fitted_pipeline(content["estimator"]):
+        raise PredictorError(f"{path}: its estimator is a {type(content['estimator']).__name__}, not the imputing "
+                             f"gradient-boosting pipeline trnas fit-predictor fits: {REFIT}")
     return Predictor(content["estimator"], metadata, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def is_fitted_pipeline(estimator) -> bool:
+    """Whether ``estimator`` is what :func:`~evaluation.predictor.model.fit_estimator` returns:
+    skops trusts every scikit-learn type by default, so the allow-list alone would admit others."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    return (type(estimator) is Pipeline and [name for name, _ in estimator.steps] == ["impute", "trees"]
+            and type(estimator.named_steps["impute"]) is SimpleImputer
+            and type(estimator.named_steps["trees"]) is GradientBoostingRegressor)
 
 
 def _load_trusted(path: Path):
