@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import resource
+from abc import ABC, abstractmethod
 import time
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return 100.0 * float((logits.detach().argmax(1) == y).float().mean())
 
 
-class BilevelSearch:
+class BilevelSearch(ABC):
     """One differentiable search: build, (re)load, loop over epochs, write the run folder."""
 
     algorithm = ""
@@ -273,14 +274,14 @@ class BilevelSearch:
             self._weight_update(train, averages)
         return averages.means()
 
-    # ----- the method's mathematics
+    # ----- the method's mathematics: what each method defines
+    @abstractmethod
     def _weight_update(self, batch: tuple, averages: Averages) -> None:
         """One update of w on a batch of the training half, its values added to ``averages``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _search_epoch(self, pairs: list) -> dict:
         """An epoch after the warm-up: the method's alternation of α and w; returns its values."""
-        raise NotImplementedError
 
     # ----- the two kinds of update
     def weight_step(self, loss: torch.Tensor) -> None:

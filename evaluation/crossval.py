@@ -80,22 +80,41 @@ def rank_ensemble(candidates: dict, robust, seconds: dict):
     return fit
 
 
-def predictor(inputs: np.ndarray, robust, seed: int, seconds: float):
+class FoldEstimators:
+    """The predictor's estimator fitted on each training set once, for every method that needs it
+    (the plain predictor and each blend share the fits of one set of inputs)."""
+
+    def __init__(self, inputs: np.ndarray, robust, seed: int):
+        self.inputs, self.robust, self.seed = inputs, np.asarray(robust, dtype=float), seed
+        self.fitted = {}
+
+    def __call__(self, train):
+        key = np.asarray(train).tobytes()
+        if key not in self.fitted:
+            self.fitted[key] = fit_estimator(self.inputs[train], self.robust[train], self.seed)
+        return self.fitted[key]
+
+
+def predictor(inputs: np.ndarray, robust, seed: int, seconds: float, estimators: FoldEstimators | None = None):
     """Gradient-boosted trees on ``inputs`` fitted to the training folds (their hyper-parameters
     chosen by cross-validation inside them)."""
+    estimators = estimators or FoldEstimators(inputs, robust, seed)
+
     def fit(train):
-        model = fit_estimator(inputs[train], robust[train], seed)
+        model = estimators(train)
         return (lambda held_out: model.predict(inputs[held_out])), "", seconds
     return fit
 
 
-def blended_predictor(inputs: np.ndarray, robust, seed: int, blend_scores, seconds: float):
+def blended_predictor(inputs: np.ndarray, robust, seed: int, blend_scores, seconds: float,
+                      estimators: FoldEstimators | None = None):
     """:func:`predictor` blended with a proxy's scores (:func:`~evaluation.predictor.model.blended`),
     standardised over every architecture's prediction and score (no label is read)."""
     blend_scores = np.asarray(blend_scores, dtype=float)
+    estimators = estimators or FoldEstimators(inputs, robust, seed)
 
     def fit(train):
-        predictions = fit_estimator(inputs[train], robust[train], seed).predict(inputs)
+        predictions = estimators(train).predict(inputs)
         statistics = blend_statistics(predictions, blend_scores)
         return (lambda held_out: blended(predictions[held_out], blend_scores[held_out], statistics)), "", seconds
     return fit
@@ -143,10 +162,12 @@ def methods(records, size, scored: dict, robust, config: dict) -> list:
         listed += [("best single proxy (chosen on training folds)", best_single(candidates, robust, seconds)),
                    ("rank ensemble (chosen on training folds)", rank_ensemble(candidates, robust, seconds))]
     graph = predictor_inputs(records, scored, [])
-    listed.append(("predictor: graph features + trained size", predictor(graph, robust, config["seed"], 0.0)))
+    graph_estimators = FoldEstimators(graph, robust, config["seed"])
+    listed.append(("predictor: graph features + trained size",
+                   predictor(graph, robust, config["seed"], 0.0, graph_estimators)))
     # the blend the predictor proxy offers (blend=rscore), with each R-Score preset scored
     listed += [(f"predictor: graph features + trained size, blended with {name}",
-                blended_predictor(graph, robust, config["seed"], candidates[name], seconds[name]))
+                blended_predictor(graph, robust, config["seed"], candidates[name], seconds[name], graph_estimators))
                for name in scored if scored[name].get("proxy", name).partition(":")[0] == "rscore"]
     if scored:
         listed.append((f"predictor: graph features + trained size + {', '.join(scored)}",

@@ -16,7 +16,9 @@ from collections import Counter
 
 import numpy as np
 
-from ..correlate import benchmark_paths, score_benchmark
+from ..correlate import benchmark_paths, final_scores, score_benchmark
+from ..crossval import FoldEstimators, blended_predictor, mean_std, min_architectures, predictor, splits_of
+from ..rank_stats import spearman
 from ..settings import SettingError, as_bool, as_int, as_names, as_number, as_text, check_known
 from .model import fit_estimator, input_row
 from .store import FORMAT, FORMAT_VERSION, Predictor, PredictorError, check_output, matrix, plain
@@ -130,7 +132,6 @@ def one_space(records: list[dict]) -> str:
 def enough(n: int, folds: int, what: str) -> None:
     """Refuse fewer architectures than the folds' fits can learn from: each of k held-out
     folds needs a training set that the inner cross-validation can split again."""
-    from ..crossval import min_architectures
     need = min_architectures(folds)
     if n < need:
         raise PredictorError(f"{what} {n} architectures: {folds}-fold cross-validation needs at least {need}")
@@ -148,14 +149,15 @@ def trained_network(records: list[dict], log) -> dict:
 
 
 # ----- the numbers -----
-def cross_validate(X: np.ndarray, y: np.ndarray, folds: int, repeats: int, seed: int, blend_scores=None) -> dict:
+def cross_validate(X: np.ndarray, y: np.ndarray, folds: int, repeats: int, seed: int, blend_scores=None,
+                   estimators=None) -> dict:
     """Spearman ρ between predicted and true ``y`` on each held-out fold of the held-out
     protocol's splits (:mod:`evaluation.crossval`), of the predictions or, given
     ``blend_scores``, of their blend with them; each fold's estimator sees its training folds
-    only. A fold whose predictions or targets are constant has no ρ and is counted apart."""
-    from ..crossval import blended_predictor, mean_std, predictor, splits_of
-    from ..rank_stats import spearman
-    fit = predictor(X, y, seed, 0.0) if blend_scores is None else blended_predictor(X, y, seed, blend_scores, 0.0)
+    only (``estimators``, a :class:`~evaluation.crossval.FoldEstimators`, shares the fits between
+    calls). A fold whose predictions or targets are constant has no ρ and is counted apart."""
+    fit = (predictor(X, y, seed, 0.0, estimators) if blend_scores is None else
+           blended_predictor(X, y, seed, blend_scores, 0.0, estimators))
     rhos = []
     for train, held_out in splits_of(len(y), folds, repeats, seed):
         predict, _, _ = fit(train)
@@ -198,13 +200,13 @@ def fit_predictor(config: dict, log=print, progress=None, version: str = "unknow
     enough(len(rows), c["folds"], "the input proxies left")
     names = common_names(rows)
     X, y = matrix(rows, names), np.array([records[i]["robust_acc"] for i in kept], dtype=float)
-    cv = cross_validate(X, y, c["folds"], c["repeats"], c["seed"])
+    estimators = FoldEstimators(X, y, c["seed"])  # the blend's cross-validation reuses the folds' fits
+    cv = cross_validate(X, y, c["folds"], c["repeats"], c["seed"], estimators=estimators)
     if c["blend"]:
-        from ..correlate import final_scores
         blend_scores = final_scores(proxies[c["blend"]], [scored[c["blend"]][i] for i in kept])
         try:
             cv["blend"] = {"name": c["blend"], **cross_validate(X, y, c["folds"], c["repeats"], c["seed"],
-                                                                blend_scores)}
+                                                                blend_scores, estimators)}
         except ValueError as error:
             raise PredictorError(f"blend={c['blend']}: {error} (blend with a proxy whose scores are positive, "
                                  f"such as rscore)") from None
