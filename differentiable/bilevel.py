@@ -21,7 +21,6 @@ from torch import nn
 
 from evaluation.datasets import NormalizedNet, load_dataset
 from evaluation.runtime import resolve_device
-from evaluation.settings import TrainingError
 from evaluation.train_methods import augment_batch
 from nas_problem.files import format_seconds, write_atomic, write_yaml
 from nas_problem.supernet import Supernet
@@ -70,10 +69,7 @@ class BilevelSearch(ABC):
         unknown = set(config) - set(self.defaults)
         if unknown:
             raise SearchError(f"unknown {self.algorithm} setting(s): {', '.join(sorted(unknown))}")
-        try:
-            self.config = self.check({**self.defaults, **config})
-        except TrainingError as error:
-            raise SearchError(str(error)) from None
+        self.config = self.check({**self.defaults, **config})
         self.resume = resume
         self.report = report
 

@@ -28,10 +28,10 @@ from .settings import COMMON_DEFAULTS, SearchError, nonnegative
 
 BOUNDS = {"H": 1e-4, "L": 1e-5}
 
+# the paper's loop settings where they differ from DARTS' (COMMON_DEFAULTS)
 DEFAULTS = {**COMMON_DEFAULTS, "algorithm": "rnas-fd", "variant": "H", "bound": None, "eps": "8/255",
-            "pgd_step": "2/255", "pgd_steps": 7, "clean_val_loss": True, "epochs": 60, "warmup_epochs": 15,
-            "batch_size": 128, "w_lr": 0.01, "w_momentum": 0.9, "w_weight_decay": 3e-4, "alpha_lr": 6e-4,
-            "alpha_betas": [0.5, 0.999], "alpha_weight_decay": 1e-3}
+            "pgd_step": "2/255", "pgd_steps": 7, "clean_val_loss": True, "epochs": 60, "batch_size": 128,
+            "w_lr": 0.01, "alpha_lr": 6e-4}
 
 
 def network_vulnerability(supernet: Supernet, x: torch.Tensor, x_adversarial: torch.Tensor) -> torch.Tensor:

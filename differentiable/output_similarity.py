@@ -74,10 +74,9 @@ def uniform_in_ball(images: torch.Tensor, eps: float) -> torch.Tensor:
     return (images + torch.empty_like(images).uniform_(-eps, eps)).clamp(0, 1).detach()
 
 
+# the loop's settings are DARTS' (COMMON_DEFAULTS), as the paper trains
 DEFAULTS = {**COMMON_DEFAULTS, "algorithm": "rnas-os", "variant": "max", "similarity": "kl", "lambda": 1.0,
-            "eps": 0.031, "pgd_step": 0.003, "pgd_steps": 10, "epochs": 50, "warmup_epochs": 15, "batch_size": 64,
-            "w_lr": 0.025, "w_momentum": 0.9, "w_weight_decay": 3e-4, "alpha_lr": 3e-4, "alpha_betas": [0.5, 0.999],
-            "alpha_weight_decay": 1e-3}
+            "eps": 0.031, "pgd_step": 0.003, "pgd_steps": 10}
 
 
 class RNASOutputSimilarity(BilevelSearch):

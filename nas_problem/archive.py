@@ -18,6 +18,11 @@ class ArchiveError(ValueError):
         super().__init__(f"{path}: line {unreadable[0]}{more} is not a readable archive record")
 
 
+def json_lines(records) -> str:
+    """The archive's text of ``records``: one JSON object per line."""
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
 def _record(line: str) -> dict | None:
     """The record a line holds, or None when it holds none."""
     try:
@@ -59,7 +64,7 @@ def repair(path) -> tuple[int, list[int], Path | None]:
     aside = unreadable_path(path)
     # the lines first: a kill between the two writes leaves them in both files, never in neither
     write_atomic(aside, "".join(text + "\n" for _, text in unreadable))
-    write_atomic(path, "".join(json.dumps(record) + "\n" for _, record in readable))
+    write_atomic(path, json_lines(record for _, record in readable))
     return len(readable), [number for number, _ in unreadable], aside
 
 
@@ -94,7 +99,7 @@ class Archive:
             self._rewrite()  # without a torn tail, and so that appends start on a fresh line
 
     def _rewrite(self):
-        write_atomic(self.path, "".join(json.dumps(record) + "\n" for record in self.records))
+        write_atomic(self.path, json_lines(self.records))
 
     def _remember(self, record: dict):
         self.records.append(record)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zlib
 from typing import Any, Iterator, Protocol
 
@@ -84,8 +85,11 @@ class RobustNASProblem(Problem):
         self.calibration = None
         self.n_scored = 0
         self.n_reused = 0
-        # clear it to start another run on the same problem (trnas compare does)
+        # another run on the same scorer and archive takes a problem of its own: another_run()
         self.evaluated: list[str] = []
+        # the largest usable score evaluated so far: what the progress lines show, kept as scored
+        # rather than recomputed from the whole front every generation
+        self.best_score = math.nan
         super().__init__(n_var=self.space.n_var, n_obj=2, n_ieq_constr=1 if expose_constraint else 0,
                          xl=self.space.xl, xu=self.space.xu, vtype=int)
 
@@ -142,14 +146,22 @@ class RobustNASProblem(Problem):
     def r_score(self, record: dict) -> float:
         return float(self.proxy.score(record["components"], self.calibration)) if record["valid"] else float("nan")
 
+    def usable_score(self, record: dict) -> float:
+        """The record's R-Score where it can rank an architecture (finite and positive), else NaN:
+        one rule for the objectives, the elitist front, the best score and the comparison."""
+        score = self.r_score(record)
+        return score if math.isfinite(score) and score > 0 else math.nan
+
     def _evaluate(self, X, out, *args, **kwargs):
         self.calibrate()
         genotypes = [self.space.decode(x) for x in X]
         records = self.score_genotypes(genotypes)
         self.evaluated += [record["key"] for record in records]
-        scores = np.array([self.r_score(r) for r in records])
+        scores = np.array([self.usable_score(r) for r in records])
         params = np.array([r["params"] for r in records], dtype=float)
-        flagged = ~np.isfinite(scores) | (scores <= 0)
+        flagged = np.isnan(scores)
+        if not flagged.all():
+            self.best_score = float(np.nanmax([self.best_score, *scores[~flagged]]))
         first = OBJECTIVES[self.objective](np.where(flagged, 1.0, scores))
         out["F"] = np.where(flagged[:, None], FLAGGED_OBJECTIVE, np.column_stack([first, params]))
         out["flagged"] = flagged
@@ -161,10 +173,10 @@ class RobustNASProblem(Problem):
         architecture in ``evaluated`` (its first ``n_evaluations`` when given), by Params: what
         the search found, whichever of it its final population kept. The calibration sample
         is not part of it: it is no evaluation of the search."""
-        keys = dict.fromkeys(self.evaluated[:n_evaluations])
-        records = [record for record in (self.archive.get(self.proxy_id, key) for key in keys)
-                   if record["valid"] and self.r_score(record) > 0]
-        return nondominated(records, [(-self.r_score(r), r["params"]) for r in records])
+        scored = [(record, self.usable_score(record))
+                  for record in (self.archive.get(self.proxy_id, key) for key in dict.fromkeys(self.evaluated[:n_evaluations]))]
+        scored = [(record, score) for record, score in scored if not math.isnan(score)]
+        return nondominated([record for record, _ in scored], [(-score, record["params"]) for record, score in scored])
 
     def another_run(self, objective: str | None = None) -> "RobustNASProblem":
         """A problem on the same scorer, archive and calibration, so nothing is scored twice, with

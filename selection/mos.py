@@ -94,7 +94,8 @@ class MOSSurvival(Survival):
                              f"population has objectives of shape {F.shape}")
         n_survive = len(pop) if n_survive is None else min(n_survive, len(pop))
 
-        valid = np.flatnonzero(~flagged(pop))
+        is_flagged = flagged(pop)
+        valid = np.flatnonzero(~is_flagged)
         n_keep = min(n_survive, len(valid))
         e = min(self.n_clusters, max(n_keep - 1, 0))
         Fn = np.full(F.shape, np.nan)
@@ -108,7 +109,7 @@ class MOSSurvival(Survival):
         top = ranked[:n_keep - e]
         candidates = ranked[n_keep - e:n_keep + n_survive]
         clustered = self._cluster(Fn, g, candidates, e, random_state)
-        fillers = np.flatnonzero(flagged(pop))[:n_survive - n_keep]
+        fillers = np.flatnonzero(is_flagged)[:n_survive - n_keep]
 
         survivors = pop[np.concatenate([top, clustered, fillers]).astype(int)]
         survivors.set("g", np.concatenate([g[top], g[clustered], g[fillers]]))

@@ -463,14 +463,7 @@ def test_progress_elapsed_counts_calibration_and_a_resumed_runs_eta_only_the_gen
 
     class Problem:
         n_scored = n_reused = 0
-
-        @staticmethod
-        def elitist_front():
-            return [{"r_score": 100.0}]
-
-        @staticmethod
-        def r_score(record):
-            return record["r_score"]
+        best_score = 100.0
 
     class Algorithm:
         class evaluator:

@@ -5,6 +5,7 @@ identical inputs, the projection finds the nearest feasible point, and a resumed
 uninterrupted one bit for bit."""
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -168,9 +169,16 @@ def test_the_projection_returns_the_nearest_point_of_the_feasible_set():
 def test_a_batch_that_cannot_fit_is_refused_with_the_batch_that_would(monkeypatch):
     estimate = memory.estimate_memory(4, 2, 10, batch_size=8, graphs=2)
     monkeypatch.setattr(memory, "available_bytes", lambda device: estimate.total_bytes // 2)
-    with pytest.raises(InsufficientMemoryError, match=r"batch_size=8 does not fit cpu: .* use batch_size=\d+ or less"):
+    with pytest.raises(InsufficientMemoryError, match=r"batch_size=8 does not fit cpu: .* use batch_size=\d+ or less") \
+            as refused:
         memory.check_memory(4, 2, 10, 8, 2, torch.device("cpu"))
     assert memory.check_memory(4, 2, 10, 2, 2, torch.device("cpu")).batch_size == 2
+    # the batch it suggests is the largest that fits: it passes, one more is refused
+    suggested = int(re.search(r"use batch_size=(\d+) or less", str(refused.value)).group(1))
+    assert 1 <= suggested < 8
+    assert memory.check_memory(4, 2, 10, suggested, 2, torch.device("cpu")).batch_size == suggested
+    with pytest.raises(InsufficientMemoryError):
+        memory.check_memory(4, 2, 10, suggested + 1, 2, torch.device("cpu"))
 
 
 TINY = dict(dataset="digits", n_images=16, batch_size=4, epochs=3, warmup_epochs=1, channels=2, layers=2,
@@ -264,3 +272,11 @@ def test_trnas_search_runs_a_differentiable_search_whose_genotype_trnas_train_re
     assert Genotype.parse((run / "genotype.txt").read_text()) == genotype
     # a differentiable search has a checkpoint, not an archive: the archive's flags do not apply
     assert main(["search", "--config", "rnas_os_quick", f"out_dir={run}", "--restart"]) == 2
+
+
+def test_the_training_free_search_refuses_a_differentiable_algorithm_before_any_work(tmp_path):
+    from trnas.config import UsageError
+    from trnas.search import run_search
+    with pytest.raises(UsageError, match="algorithm=rnas-os is a differentiable search"):
+        run_search({"algorithm": "rnas-os", "out_dir": str(tmp_path / "run")})
+    assert not (tmp_path / "run").exists()

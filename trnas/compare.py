@@ -245,6 +245,6 @@ class Progress(Callback):
         now = time.perf_counter()
         self.clock.add(done - self.reported, now - self.mark)
         self.reported, self.mark = done, now
-        best = max((self.problem.r_score(r) for r in self.problem.elitist_front()), default=float("nan"))
+        best = self.problem.best_score
         self.say(f"[{self.position}/{self.total}] {self.label} seed {self.seed} | evaluations {done:>4}/{self.budget} "
                  f"(scored {self.problem.n_scored}) | best R-Score {best:8.2f} | {self.clock.summary()}")

@@ -10,6 +10,7 @@ import numpy as np
 
 from nas_problem import nondominated
 from nas_problem.files import write_atomic, write_csv, write_json
+from nas_problem.problem import OBJECTIVES
 
 OBJECTIVE_SPACE = "(-ln R-Score, Params in millions), both minimised"
 TARGET_SHARE = 0.9  # "evaluations to reach 90 % of the best hypervolume"
@@ -26,8 +27,8 @@ def reference_point(config: dict) -> np.ndarray:
 def objectives(problem, key: str):
     """(−ln R-Score, Params) of an evaluated architecture, or None when it has no valid score."""
     record = problem.archive.get(problem.proxy_id, key)
-    score = problem.r_score(record)
-    return (-math.log(score), float(record["params"])) if np.isfinite(score) and score > 0 else None
+    score = problem.usable_score(record)
+    return None if math.isnan(score) else (float(OBJECTIVES["neglog"](score)), float(record["params"]))
 
 
 def hypervolume_curve(points: list, reference: np.ndarray) -> np.ndarray:
@@ -50,8 +51,8 @@ def run_measures(problem, run: dict, reference: np.ndarray) -> dict:
     """A run's hypervolume curve, its front (archive records) and its best R-Score."""
     points = [objectives(problem, key) for key in run["evaluated"]]
     valid = [(key, point) for key, point in zip(run["evaluated"], points) if point is not None]
-    records = [problem.archive.get(problem.proxy_id, key) for key in dict.fromkeys(key for key, _ in valid)]
-    front = nondominated(records, [objectives(problem, record["key"]) for record in records])
+    unique = dict(valid)  # each architecture once, with its objectives
+    front = nondominated([problem.archive.get(problem.proxy_id, key) for key in unique], list(unique.values()))
     best = max((math.exp(-point[0]) for _, point in valid), default=float("nan"))
     return {"curve": hypervolume_curve(points, reference), "front": front, "best": best}
 

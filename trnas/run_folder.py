@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from nas_problem.archive import ArchiveError, read_lines, repair, unreadable_path
+from nas_problem.archive import ArchiveError, repair, unreadable_path
 from nas_problem.files import make_folder
 
 from .config import UsageError, yaml_text
@@ -195,9 +195,8 @@ class RunFolder:
         try:
             archive.attach(path)
         except ArchiveError as error:
-            readable, unreadable = read_lines(path.read_text())
-            raise UsageError(f"{error}; --repair-archive (with --resume) keeps the {len(readable)} readable "
-                             f"records and moves the {len(unreadable)} other line(s) to "
+            raise UsageError(f"{error}; --repair-archive (with --resume) keeps the {error.n_readable} readable "
+                             f"records and moves the {len(error.unreadable)} other line(s) to "
                              f"{unreadable_path(path)}") from None
         if self.stale:
             notes.append(f"took over a lock left by pid {self.stale.get('pid', '?')} on "

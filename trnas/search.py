@@ -119,7 +119,7 @@ class Progress(Callback):
             self.working_seconds += now - self.mark
             self.working_generations += 1
         self.mark, self.scored = now, self.problem.n_scored
-        best = max((self.problem.r_score(record) for record in self.problem.elitist_front()), default=float("nan"))
+        best = self.problem.best_score
         done = algorithm.n_gen
         remaining = max(self.n_gen - done, 0)
         if self.working_generations:
@@ -188,6 +188,9 @@ def run_search(config: dict, resume: bool = False, report=print, restart: bool =
     a folder holding a run is refused. ``repair_archive`` keeps the readable records of a
     corrupt archive and moves its other lines aside."""
     config = check_config(config)
+    if config["algorithm"] in DIFFERENTIABLE_ALGORITHMS:
+        raise UsageError(f"algorithm={config['algorithm']} is a differentiable search: "
+                         f"differentiable.run_differentiable_search runs it (as trnas search does)")
     folder = run_folder(config)
     check_folder(folder)
     if resume and restart:
